@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make bench` and `make test`. Each creates .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install test bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch==2.13.0 is pinned in pyproject.toml; pip takes the local CPU wheel.
+	$(PY) -m pip install --quiet -e '.[dev]'
+	# spikingjelly and snntorch: dev-only comparison/interop targets; --no-deps keeps the pinned torch.
+	$(PY) -m pip install --quiet --no-deps spikingjelly loguru snntorch
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(VENV)/bin/tawq bench --preset default
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check tawq_core plugins backends benchmarks tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info
