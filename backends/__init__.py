@@ -1,0 +1,1 @@
+"""tawq's built-in hardware backends (import name ``tawq_backends``)."""

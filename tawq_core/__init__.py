@@ -1,0 +1,66 @@
+"""tawq: ultra-low-bit weight quantization for spiking neural networks.
+
+The public API is what this module exports; everything else is internal and may change.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from tawq_core.backend import Availability, Backend, MeterReading, Timer
+from tawq_core.data import DatasetFactory, DatasetSplits, Encoding, encode_batch
+from tawq_core.errors import (
+    BackendUnavailable,
+    CheckpointError,
+    ConfigError,
+    DatasetNotFound,
+    PluginError,
+    PluginNotFound,
+    ShapeError,
+    TawqError,
+    TrainingDiverged,
+)
+from tawq_core.hookspecs import hookimpl
+from tawq_core.measurement import Measurement
+from tawq_core.model import ModelFactory
+from tawq_core.neuron import Neuron
+from tawq_core.quantizer import PackedWeight, QuantMode, Quantizer
+from tawq_core.registry import create, get_registry, list_plugins
+from tawq_core.roles import LayerRole, mark, role_of
+
+try:
+    __version__ = version("tawq")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "Availability",
+    "Backend",
+    "BackendUnavailable",
+    "CheckpointError",
+    "ConfigError",
+    "DatasetFactory",
+    "DatasetNotFound",
+    "DatasetSplits",
+    "Encoding",
+    "LayerRole",
+    "Measurement",
+    "MeterReading",
+    "ModelFactory",
+    "Neuron",
+    "PackedWeight",
+    "PluginError",
+    "PluginNotFound",
+    "QuantMode",
+    "Quantizer",
+    "ShapeError",
+    "TawqError",
+    "Timer",
+    "TrainingDiverged",
+    "__version__",
+    "create",
+    "encode_batch",
+    "get_registry",
+    "hookimpl",
+    "list_plugins",
+    "mark",
+    "role_of",
+]

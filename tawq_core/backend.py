@@ -1,0 +1,96 @@
+"""The hardware-backend interface: placement, synchronization, timing, memory and energy.
+
+A backend never silently falls back to another device: `require()` raises `BackendUnavailable` with
+the reason `is_available()` gave. Measurements return `Measurement`s that say how they were obtained.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import ClassVar, NamedTuple
+
+import torch
+
+from tawq_core.errors import BackendUnavailable
+from tawq_core.measurement import Measurement
+
+
+class Availability(NamedTuple):
+    """``(available, reason)``; the reason says what is missing when not available."""
+
+    available: bool
+    reason: str
+
+
+class Timer(ABC):
+    """Times one region of device work: ``with timer: ...`` then read `elapsed_s`.
+
+    Device backends use device events; the CPU uses perf_counter_ns around a synchronize.
+    """
+
+    method: ClassVar[str] = ""
+
+    @abstractmethod
+    def __enter__(self) -> Timer: ...
+
+    @abstractmethod
+    def __exit__(self, *exc: object) -> None: ...
+
+    @property
+    @abstractmethod
+    def elapsed_s(self) -> float: ...
+
+
+class MeterReading:
+    """Filled in by a memory or energy meter when its ``with`` block ends."""
+
+    def __init__(self, unit: str):
+        self.result: Measurement = Measurement.unavailable(unit, "measurement not finished")
+
+
+class Backend(ABC):
+    """One kind of hardware. Subclasses are registered through the ``tawq_register_backends`` hook."""
+
+    name: ClassVar[str] = ""
+    #: torch.distributed backend for this hardware (gloo, nccl, hccl).
+    dist_backend: ClassVar[str] = "gloo"
+
+    @abstractmethod
+    def is_available(self) -> Availability:
+        """Whether this machine can run the backend, and if not, exactly what is missing."""
+
+    def require(self) -> Backend:
+        ok, reason = self.is_available()
+        if not ok:
+            raise BackendUnavailable(f"backend {self.name!r} is unavailable: {reason}")
+        return self
+
+    @property
+    @abstractmethod
+    def device(self) -> torch.device: ...
+
+    @abstractmethod
+    def synchronize(self) -> None:
+        """Wait until queued device work has finished (no-op on CPU)."""
+
+    @abstractmethod
+    def timer(self) -> Timer: ...
+
+    @abstractmethod
+    def peak_memory(self) -> AbstractContextManager[MeterReading]:
+        """``with backend.peak_memory() as m: ...``; then ``m.result`` is the peak in bytes."""
+
+    @abstractmethod
+    def energy_meter(self) -> AbstractContextManager[MeterReading]:
+        """``with backend.energy_meter() as m: ...``; then ``m.result`` is joules or unavailable."""
+
+    def describe(self) -> dict[str, str]:
+        """Hardware facts recorded with every result (device name, driver...)."""
+        return {"backend": self.name}
+
+
+def iter_available(backends: list[Backend]) -> Iterator[Backend]:
+    """Backends that can run here, in the order given."""
+    return (b for b in backends if b.is_available().available)

@@ -1,0 +1,72 @@
+"""The `tawq` command line: a thin click group; each command lives in its own module.
+
+Every `TawqError` becomes one line on stderr and exit code 2 (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from tawq_core.errors import TawqError
+
+# command name -> "module:attribute"; imported only when that command runs, so `tawq --help`
+# and `tawq plugins` stay fast and a broken command module cannot break the others.
+COMMANDS: dict[str, str] = {
+    "plugins": "tawq_core.cli_plugins:plugins",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attribute = target.split(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+def _version() -> str:
+    from tawq_core import __version__
+
+    return __version__
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version=_version(), prog_name="tawq")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """tawq: temporal-adaptive ultra-low-bit weight quantization for spiking neural networks."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="tawq", standalone_mode=False)
+    except TawqError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        click.echo("interrupted: finished results are kept; re-run the same command to resume", err=True)
+        sys.exit(130)

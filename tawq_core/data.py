@@ -1,0 +1,64 @@
+"""The dataset interface and the time-major encoding of batches.
+
+A dataset plugin returns `DatasetSplits`. Static samples (images, 1-D signals) are direct-encoded:
+the analog sample is repeated over T. Event data already has a time axis per sample. Either way the
+model receives ``[T, B, ...]``; `encode_batch` is the one place that makes that layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol
+
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from tawq_core.errors import ConfigError, ShapeError
+
+
+class Encoding(str, Enum):
+    STATIC = "static"  # sample [C, ...]; repeated over T (direct encoding)
+    TEMPORAL = "temporal"  # sample [T, C, ...]; events binned into frames, or a sequence over time
+
+
+@dataclass
+class DatasetSplits:
+    """A train/test pair plus what a model factory needs to size itself."""
+
+    name: str
+    train: Dataset
+    test: Dataset
+    num_classes: int
+    sample_shape: tuple[int, ...]  # one sample per timestep, without T: [C, ...]
+    encoding: Encoding = Encoding.STATIC
+    timesteps: int | None = None  # fixed by the data for TEMPORAL sets, None for STATIC
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 2:
+            raise ConfigError(f"dataset {self.name!r}: num_classes must be >= 2, got {self.num_classes}")
+        if self.encoding is Encoding.TEMPORAL and not self.timesteps:
+            raise ConfigError(f"dataset {self.name!r}: temporal datasets must state their timesteps")
+
+
+def encode_batch(x: Tensor, encoding: Encoding, timesteps: int) -> Tensor:
+    """Batch-major loader output -> time-major model input ``[T, B, ...]``."""
+    if encoding is Encoding.STATIC:
+        return x.unsqueeze(0).expand(timesteps, *x.shape).contiguous()
+    if x.dim() < 3 or x.shape[1] != timesteps:
+        raise ShapeError(
+            f"temporal batch must be [B, T={timesteps}, ...], got shape {tuple(x.shape)}; "
+            "check --timesteps against the dataset's time bins"
+        )
+    return x.transpose(0, 1).contiguous()
+
+
+class DatasetFactory(Protocol):
+    """``factory(data_dir=..., download=False, **options) -> DatasetSplits``.
+
+    File-backed datasets raise `DatasetNotFound` naming the path they looked at and how to obtain the
+    files; nothing is downloaded unless ``download=True``.
+    """
+
+    def __call__(self, *, data_dir: str | None = None, download: bool = False, **options: Any) -> DatasetSplits: ...

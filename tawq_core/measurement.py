@@ -1,0 +1,33 @@
+"""A measured figure, or the honest reason it could not be measured.
+
+Every latency, memory and energy number in tawq carries the method that produced it; a figure the
+hardware cannot give is `Measurement.unavailable(reason)`, printed as ``n/a: reason``, never a guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Measurement:
+    value: float | None
+    unit: str
+    method: str  # how the value was obtained, or why it could not be
+
+    @classmethod
+    def unavailable(cls, unit: str, reason: str) -> Measurement:
+        return cls(None, unit, f"unavailable: {reason}")
+
+    @property
+    def available(self) -> bool:
+        return self.value is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        if self.value is None:
+            return f"n/a ({self.method.removeprefix('unavailable: ')})"
+        return f"{self.value:.4g} {self.unit}"

@@ -1,0 +1,126 @@
+"""The quantizer interface and the packed-weight container.
+
+A quantizer turns one latent full-precision weight tensor into the *effective* weights a layer uses.
+Temporal quantizers (TaWQ) return one weight set per timestep, ``[T, *w.shape]``; static ones return
+``w.shape``. `pack` gives the exact bytes used for export and for the memory column, so storage is
+measured from real bytes rather than declared.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from tawq_core.errors import ConfigError
+
+
+class QuantMode(str, Enum):
+    """How a quantizer obtains its weights: trained with it (QAT), fitted after training (PTQ), or not."""
+
+    QAT = "qat"
+    PTQ = "ptq"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class PackedWeight:
+    """The stored form of one quantized weight tensor.
+
+    ``payload`` holds the integer codes (the part that scales with the number of weights), ``scales``
+    the small side tables (alpha per timestep and channel, int8 scales...). ``bits_per_weight`` is
+    computed from the payload's actual bytes; ``bits_per_weight_total`` adds the side tables.
+    """
+
+    quantizer: str
+    shape: tuple[int, ...]
+    timesteps: int
+    payload: dict[str, Tensor]
+    scales: dict[str, Tensor] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.shape or any(int(s) <= 0 for s in self.shape):
+            raise ConfigError(f"PackedWeight shape must be non-empty and positive, got {self.shape}")
+        if self.timesteps < 1:
+            raise ConfigError(f"PackedWeight timesteps must be >= 1, got {self.timesteps}")
+        for key, t in {**self.payload, **self.scales}.items():
+            if not isinstance(t, Tensor):
+                raise ConfigError(f"PackedWeight entry {key!r} must be a torch.Tensor, got {type(t).__name__}")
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def payload_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.payload.values())
+
+    @property
+    def scale_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.scales.values())
+
+    @property
+    def nbytes(self) -> int:
+        return self.payload_bytes + self.scale_bytes
+
+    @property
+    def bits_per_weight(self) -> float:
+        return 8.0 * self.payload_bytes / self.numel
+
+    @property
+    def bits_per_weight_total(self) -> float:
+        return 8.0 * self.nbytes / self.numel
+
+
+class Quantizer(ABC):
+    """Maps a latent weight to effective weights; one instance may serve many layers.
+
+    Implementations must keep no state between calls of `weights` (every forward starts fresh), and
+    `unpack(pack(w, T))` must equal ``weights(w, T)`` bit-exactly in eval mode.
+    """
+
+    name: ClassVar[str] = ""
+    mode: ClassVar[QuantMode] = QuantMode.NONE
+    #: True when `weights` returns one weight set per timestep, ``[T, *w.shape]``.
+    temporal: ClassVar[bool] = False
+
+    @abstractmethod
+    def weights(self, w: Tensor, timesteps: int) -> Tensor:
+        """Effective weights: ``[T, *w.shape]`` if `temporal`, else ``w.shape``. Differentiable for QAT."""
+
+    def calibrate(self, model: nn.Module, loader: Iterable[Any]) -> None:  # noqa: B027 - optional hook
+        """Fit post-training statistics on data (PTQ); QAT and identity quantizers need nothing."""
+
+    @abstractmethod
+    def pack(self, w: Tensor, timesteps: int) -> PackedWeight:
+        """The storage form of ``weights(w, timesteps)``."""
+
+    @abstractmethod
+    def unpack(self, packed: PackedWeight) -> Tensor:
+        """Rebuild the effective weights from `pack`'s output, bit-exactly."""
+
+    def config(self) -> dict[str, Any]:
+        """Options that identify this quantizer's behaviour (recorded with every result)."""
+        return {"name": self.name, "mode": self.mode.value, "temporal": self.temporal}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config()})"
+
+
+def check_timesteps(timesteps: int) -> int:
+    """Validate a timestep count once, with a message a user can act on."""
+    if not isinstance(timesteps, int) or isinstance(timesteps, bool) or timesteps < 1:
+        raise ConfigError(f"timesteps must be a positive integer, got {timesteps!r}")
+    return timesteps
+
+
+def float32_weights(w: Tensor) -> Tensor:
+    """Quantizer maths runs in float32 even under autocast: fp16 rounding flips thresholds."""
+    return w.float() if w.dtype != torch.float32 else w
