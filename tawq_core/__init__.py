@@ -22,7 +22,7 @@ from tawq_core.hookspecs import hookimpl
 from tawq_core.measurement import Measurement
 from tawq_core.model import ModelFactory
 from tawq_core.neuron import Neuron
-from tawq_core.quantizer import PackedWeight, QuantMode, Quantizer
+from tawq_core.quantizer import PackedWeight, Quantizer, QuantMode
 from tawq_core.registry import create, get_registry, list_plugins
 from tawq_core.roles import LayerRole, mark, role_of
 

@@ -70,3 +70,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.echo("interrupted: finished results are kept; re-run the same command to resume", err=True)
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

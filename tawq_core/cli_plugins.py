@@ -60,7 +60,7 @@ def plugins(as_json: bool) -> None:
         table.append((row["kind"], row["name"], row["distribution"], row["version"], status))
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for row in table:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     for failure in data["failures"]:
         click.echo(
             f"FAILED {failure['entry_point']} ({failure['distribution']} {failure['version']}): "

@@ -7,7 +7,6 @@ recorded with its distribution name and error while every other plugin keeps wor
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import os
 from collections.abc import Callable, Iterable

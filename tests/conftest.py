@@ -1,0 +1,49 @@
+"""Shared fixtures: installing the fixture plugin distributions and running the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _pip_install_target(source: Path, target: Path) -> Path:
+    """Install a plugin distribution for real (wheel build + dist-info) into an isolated folder."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--disable-pip-version-check", "--target", str(target), str(source)],
+        check=True, capture_output=True, text=True,
+    )
+    return target
+
+
+@pytest.fixture(scope="session")
+def example_plugin_path(tmp_path_factory) -> Path:
+    """Folder holding the installed `tawq-example` distribution (put it on PYTHONPATH to activate)."""
+    return _pip_install_target(FIXTURES / "tawq-example", tmp_path_factory.mktemp("tawq-example"))
+
+
+@pytest.fixture(scope="session")
+def broken_plugin_path(tmp_path_factory) -> Path:
+    return _pip_install_target(FIXTURES / "tawq-broken", tmp_path_factory.mktemp("tawq-broken"))
+
+
+def run_tawq(*args: str, extra_path: list[Path] | None = None, env: dict[str, str] | None = None,
+             timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real `tawq` CLI in a fresh interpreter (so entry points are re-read)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("TAWQ_")}
+    if extra_path:
+        full_env["PYTHONPATH"] = os.pathsep.join(str(p) for p in extra_path)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "tawq_core.cli", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout)
+
+
+@pytest.fixture
+def tawq_cli():
+    return run_tawq

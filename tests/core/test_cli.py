@@ -1,0 +1,52 @@
+"""The CLI contract: version, one-line errors with exit code 2, --debug tracebacks."""
+
+from __future__ import annotations
+
+import click
+import pytest
+
+import tawq_core
+from tawq_core import cli as cli_module
+
+
+def test_version(tawq_cli):
+    result = tawq_cli("--version")
+    assert result.returncode == 0
+    assert tawq_core.__version__ in result.stdout
+
+
+def test_plugins_table_lists_backends_with_availability(tawq_cli):
+    result = tawq_cli("plugins")
+    assert result.returncode == 0, result.stderr
+    cpu_line = next(line for line in result.stdout.splitlines() if line.startswith("backend") and " cpu " in line)
+    assert "available" in cpu_line and "tawq" in cpu_line
+
+
+@click.command()
+def boom_command() -> None:
+    raise tawq_core.PluginNotFound("quantizer", "nope", ["fp32", "tawq"])
+
+
+@pytest.fixture
+def boom(monkeypatch):
+    monkeypatch.setitem(cli_module.COMMANDS, "boom", f"{__name__}:boom_command")
+
+
+def test_tawq_error_is_one_line_exit_2(boom, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_module.main(["boom"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "error: unknown quantizer 'nope'; known quantizers: fp32, tawq\n"
+
+
+def test_debug_shows_the_traceback(boom):
+    with pytest.raises(tawq_core.PluginNotFound):
+        cli_module.main(["--debug", "boom"])
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_module.main(["no-such-command"])
+    assert exit_info.value.code == 2
+    assert "No such command" in capsys.readouterr().err
