@@ -1,0 +1,102 @@
+"""mnist1d and digits: sizes, determinism, caching, stratification, and the encoded batch layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from tawq_plugins.datasets import embedded
+from torch.utils.data import DataLoader
+
+import tawq_core
+from tawq_core import ConfigError, Encoding, encode_batch
+
+
+@pytest.fixture(scope="session")
+def mnist1d_dir(tmp_path_factory):
+    """A data dir whose mnist1d cache is generated once for the whole session (a few seconds)."""
+    root = tmp_path_factory.mktemp("mnist1d-data")
+    tawq_core.create("dataset", "mnist1d", data_dir=str(root))
+    return root
+
+
+@pytest.fixture(scope="session")
+def mnist1d_arrays(mnist1d_dir):
+    return embedded._load_cached(embedded._mnist1d_cache_file(str(mnist1d_dir)))
+
+
+def test_mnist1d_sizes_and_layout(mnist1d_dir):
+    splits = tawq_core.create("dataset", "mnist1d", data_dir=str(mnist1d_dir))
+    assert (len(splits.train), len(splits.test)) == (4000, 1000)
+    assert splits.num_classes == 10 and splits.sample_shape == (1, 40)
+    assert splits.encoding is Encoding.STATIC and splits.timesteps is None
+    x, y = splits.train[0]
+    assert x.shape == (1, 40) and x.dtype == torch.float32 and isinstance(y, int)
+    labels = set(splits.train.targets) | set(splits.test.targets)
+    assert labels == set(range(10))
+    batch, _ = next(iter(DataLoader(splits.test, batch_size=8)))
+    assert encode_batch(batch, splits.encoding, 4).shape == (4, 8, 1, 40)
+
+
+def test_mnist1d_is_standardized_as_generated(mnist1d_arrays):
+    everything = np.concatenate([mnist1d_arrays["x"], mnist1d_arrays["x_test"]])
+    assert abs(everything.mean()) < 1e-3 and abs(everything.std() - 1) < 1e-3
+
+
+def test_mnist1d_generation_is_deterministic_and_leaves_global_rngs_alone(mnist1d_arrays):
+    np.random.seed(123)
+    expected_next = np.random.get_state()[1].copy()
+    again = embedded._generate_mnist1d()
+    assert np.array_equal(np.random.get_state()[1], expected_next)
+    for key, value in mnist1d_arrays.items():
+        assert np.array_equal(again[key], value), key
+
+
+def test_mnist1d_second_load_comes_from_the_cache(mnist1d_dir, monkeypatch):
+    def fail():
+        raise AssertionError("generated again although a cache exists")
+
+    monkeypatch.setattr(embedded, "_generate_mnist1d", fail)
+    splits = tawq_core.create("dataset", "mnist1d", data_dir=str(mnist1d_dir))
+    assert len(splits.train) == 4000
+
+
+def test_mnist1d_corrupt_cache_is_regenerated(tmp_path, mnist1d_arrays, monkeypatch):
+    calls = []
+    monkeypatch.setattr(embedded, "_generate_mnist1d", lambda: calls.append(1) or dict(mnist1d_arrays))
+    path = embedded._mnist1d_cache_file(str(tmp_path))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not an npz file")
+    splits = tawq_core.create("dataset", "mnist1d", data_dir=str(tmp_path))
+    assert calls == [1] and len(splits.test) == 1000
+    assert embedded._load_cached(path) is not None
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_mnist1d_cache_dir_env(tmp_path, mnist1d_arrays, monkeypatch):
+    monkeypatch.setenv("TAWQ_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(embedded, "_generate_mnist1d", lambda: dict(mnist1d_arrays))
+    splits = tawq_core.create("dataset", "mnist1d")
+    assert splits.meta["cache"].startswith(str(tmp_path / "cache" / "mnist1d"))
+    assert (tmp_path / "cache" / "mnist1d").is_dir()
+
+
+def test_digits_split_is_fixed_and_stratified():
+    splits = tawq_core.create("dataset", "digits")
+    assert (len(splits.train), len(splits.test)) == (1347, 450)
+    assert splits.sample_shape == (1, 8, 8) and splits.num_classes == 10
+    x, y = splits.train[0]
+    assert x.shape == (1, 8, 8) and x.dtype == torch.float32 and 0 <= y < 10
+    assert float(splits.train.x.min()) == 0.0 and float(splits.train.x.max()) == 1.0
+    train_counts = np.bincount(splits.train.targets, minlength=10)
+    test_counts = np.bincount(splits.test.targets, minlength=10)
+    totals = train_counts + test_counts
+    assert totals.sum() == 1797
+    assert np.all(np.abs(test_counts - 0.25 * totals) <= 1)  # stratified: every class ~25 % in test
+    again = tawq_core.create("dataset", "digits")
+    assert torch.equal(again.test.x, splits.test.x) and again.test.targets == splits.test.targets
+
+
+def test_unknown_option_is_a_config_error():
+    with pytest.raises(ConfigError, match="digits"):
+        tawq_core.create("dataset", "digits", size=16)
