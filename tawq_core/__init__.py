@@ -6,6 +6,7 @@ The public API is what this module exports; everything else is internal and may 
 from importlib.metadata import PackageNotFoundError, version
 
 from tawq_core.backend import Availability, Backend, MeterReading, Timer
+from tawq_core.checkpoint import build_from_checkpoint, load_checkpoint, load_into, save_checkpoint
 from tawq_core.data import DatasetFactory, DatasetSplits, Encoding, encode_batch
 from tawq_core.errors import (
     BackendUnavailable,
@@ -25,6 +26,7 @@ from tawq_core.neuron import Neuron
 from tawq_core.quantizer import PackedWeight, Quantizer, QuantMode
 from tawq_core.registry import create, get_registry, list_plugins
 from tawq_core.roles import LayerRole, mark, role_of
+from tawq_core.training import EpochRecord, TrainConfig, TrainResult, evaluate, seed_everything, train
 
 try:
     __version__ = version("tawq")
@@ -41,6 +43,7 @@ __all__ = [
     "DatasetNotFound",
     "DatasetSplits",
     "Encoding",
+    "EpochRecord",
     "LayerRole",
     "Measurement",
     "MeterReading",
@@ -54,13 +57,22 @@ __all__ = [
     "ShapeError",
     "TawqError",
     "Timer",
+    "TrainConfig",
+    "TrainResult",
     "TrainingDiverged",
     "__version__",
+    "build_from_checkpoint",
     "create",
     "encode_batch",
+    "evaluate",
     "get_registry",
     "hookimpl",
     "list_plugins",
+    "load_checkpoint",
+    "load_into",
     "mark",
     "role_of",
+    "save_checkpoint",
+    "seed_everything",
+    "train",
 ]
