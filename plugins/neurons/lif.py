@@ -1,55 +1,136 @@
-"""`lif`: multi-step leaky integrate-and-fire neuron with a surrogate gradient."""
+"""`lif`, `if` and `plif`: multi-step integrate-and-fire neurons with surrogate gradients.
+
+All three share one set of equations (see `tawq_plugins.neurons.dynamics`) and differ only in the leak:
+none (IF), a fixed time constant tau (LIF), or a learned one (PLIF, spikingjelly's ParametricLIF
+parametrization ``1/tau = sigmoid(w)``, ``w = -log(tau_init - 1)``). Input and output are ``[T, B, ...]``;
+the membrane starts fresh on every call. Defaults are the TaWQ reference's: tau 2, threshold 1, hard
+reset to 0, decay_input, detached reset, sigmoid surrogate with alpha 4.
+"""
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+import math
 
-from tawq_core import Neuron, hookimpl
+import torch
+from tawq_plugins.neurons.dynamics import Dynamics, Leak, multistep
+from tawq_plugins.neurons.surrogate import get_surrogate
+from torch import Tensor, nn
+
+from tawq_core import ConfigError, Neuron, hookimpl
 from tawq_core.neuron import check_multistep
 
 
-class _SigmoidSpike(torch.autograd.Function):
-    """Heaviside forward; derivative of sigmoid(a·u) backward (a = 4 in the reference)."""
-
-    @staticmethod
-    def forward(ctx, u: Tensor, alpha: float) -> Tensor:
-        ctx.save_for_backward(u)
-        ctx.alpha = alpha
-        return (u >= 0).to(u.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        (u,) = ctx.saved_tensors
-        s = torch.sigmoid(ctx.alpha * u)
-        return grad * ctx.alpha * s * (1 - s), None
+def _finite(name: str, who: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{who}: {name} must be a finite number, got {value!r}")
+    return float(value)
 
 
-class LIF(Neuron):
-    """v ← v + (x − (v − v_reset)) / τ; spike when v ≥ v_th; hard reset to v_reset."""
+def _tau(who: str, tau: object, strict: bool) -> float:
+    tau = _finite("tau", who, tau)
+    if tau < 1 or (strict and tau == 1):
+        bound = "> 1" if strict else ">= 1"
+        raise ConfigError(f"{who}: tau must be {bound} (the leak per step is 1/tau), got {tau}")
+    return tau
 
-    def __init__(self, tau: float = 2.0, v_threshold: float = 1.0, v_reset: float = 0.0,
-                 detach_reset: bool = True, alpha: float = 4.0):
+
+class _IntegrateFire(Neuron):
+    """Shared options and validation; subclasses only say what the leak is."""
+
+    kind = "if"
+    leak = "none"
+
+    def __init__(self, *, v_threshold: float = 1.0, v_reset: float | None = 0.0, decay_input: bool = True,
+                 detach_reset: bool = True, surrogate: str = "sigmoid", alpha: float | None = None):
         super().__init__()
-        self.tau, self.v_threshold, self.v_reset = tau, v_threshold, v_reset
-        self.detach_reset, self.alpha = detach_reset, alpha
+        who = f"neuron {self.kind!r}"
+        v_threshold = _finite("v_threshold", who, v_threshold)
+        if v_reset is not None:
+            v_reset = _finite("v_reset", who, v_reset)
+            if v_reset >= v_threshold:
+                raise ConfigError(f"{who}: v_reset ({v_reset}) must be below v_threshold ({v_threshold}), "
+                                  "or None for soft reset")
+        found = get_surrogate(surrogate)
+        alpha = found.default_alpha if alpha is None else _finite("alpha", who, alpha)
+        if alpha <= 0:
+            raise ConfigError(f"{who}: surrogate alpha must be > 0, got {alpha}")
+        self.dynamics = Dynamics(self.leak, bool(decay_input), v_threshold, v_reset, bool(detach_reset),
+                                 found, alpha)
+
+    def leak_constant(self) -> Leak:
+        """k of the charge equation: None (IF), tau (LIF) or sigmoid(w) (PLIF)."""
+        return None
 
     def forward(self, x: Tensor) -> Tensor:
-        check_multistep(x, "lif")
-        v = torch.full_like(x[0], self.v_reset)
-        spikes = []
-        for x_t in x:
-            v = v + (x_t - (v - self.v_reset)) / self.tau
-            s = _SigmoidSpike.apply(v - self.v_threshold, self.alpha)
-            s_reset = s.detach() if self.detach_reset else s
-            v = v * (1 - s_reset) + self.v_reset * s_reset
-            spikes.append(s)
-        return torch.stack(spikes)
+        check_multistep(x, f"neuron {self.kind!r}")
+        if not x.is_floating_point():
+            x = x.to(torch.get_default_dtype())
+        return multistep(x, self.dynamics, self.leak_constant())
 
     def extra_repr(self) -> str:
-        return f"tau={self.tau}, v_threshold={self.v_threshold}, v_reset={self.v_reset}"
+        d = self.dynamics
+        reset = "soft" if d.v_reset is None else d.v_reset
+        return (f"v_threshold={d.v_threshold}, v_reset={reset}, detach_reset={d.detach_reset}, "
+                f"surrogate={d.surrogate.name}(alpha={d.alpha})")
+
+
+class IF(_IntegrateFire):
+    """Integrate-and-fire without leak: ``h = v + x``."""
+
+    def __init__(self, *, v_threshold: float = 1.0, v_reset: float | None = 0.0, detach_reset: bool = True,
+                 surrogate: str = "sigmoid", alpha: float | None = None):
+        super().__init__(v_threshold=v_threshold, v_reset=v_reset, detach_reset=detach_reset,
+                         surrogate=surrogate, alpha=alpha)
+
+
+class LIF(_IntegrateFire):
+    """Leaky integrate-and-fire with a fixed time constant tau."""
+
+    kind = "lif"
+    leak = "div"
+
+    def __init__(self, *, tau: float = 2.0, v_threshold: float = 1.0, v_reset: float | None = 0.0,
+                 decay_input: bool = True, detach_reset: bool = True, surrogate: str = "sigmoid",
+                 alpha: float | None = None):
+        super().__init__(v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input,
+                         detach_reset=detach_reset, surrogate=surrogate, alpha=alpha)
+        self.tau = _tau(f"neuron {self.kind!r}", tau, strict=False)
+
+    def leak_constant(self) -> Leak:
+        return self.tau
+
+    def extra_repr(self) -> str:
+        return f"tau={self.tau}, decay_input={self.dynamics.decay_input}, {super().extra_repr()}"
+
+
+class PLIF(_IntegrateFire):
+    """LIF whose time constant is learned: one parameter ``w`` per layer, ``1/tau = sigmoid(w)``."""
+
+    kind = "plif"
+    leak = "mul"
+
+    def __init__(self, *, tau: float = 2.0, v_threshold: float = 1.0, v_reset: float | None = 0.0,
+                 decay_input: bool = True, detach_reset: bool = True, surrogate: str = "sigmoid",
+                 alpha: float | None = None):
+        super().__init__(v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input,
+                         detach_reset=detach_reset, surrogate=surrogate, alpha=alpha)
+        tau = _tau(f"neuron {self.kind!r}", tau, strict=True)
+        self.w = nn.Parameter(torch.tensor(-math.log(tau - 1.0)))
+
+    @property
+    def tau(self) -> float:
+        """The current (learned) time constant."""
+        return float(1.0 / torch.sigmoid(self.w.detach()))
+
+    def leak_constant(self) -> Leak:
+        return torch.sigmoid(self.w)
+
+    def extra_repr(self) -> str:
+        return f"tau={self.tau:.4g} (learned), decay_input={self.dynamics.decay_input}, {super().extra_repr()}"
 
 
 @hookimpl
 def tawq_register_neurons(register):
     register("lif", LIF)
+    register("if", IF)
+    register("plif", PLIF)
