@@ -56,9 +56,9 @@ def write_json(path: str | os.PathLike[str], data: Any) -> Path:
 
 
 def _resolve(path: str | os.PathLike[str]) -> Path:
-    """A folder means the checkpoint inside it; a `tawq train --out` folder holds ``model.safetensors``."""
+    """A folder (or a suffix-less path) means ``model.safetensors`` inside it, as `tawq train --out` writes."""
     p = Path(path)
-    return p / WEIGHTS_NAME if p.is_dir() else p
+    return p / WEIGHTS_NAME if p.is_dir() or not p.suffix else p
 
 
 def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, meta: dict[str, Any] | None = None) -> Path:
