@@ -56,6 +56,9 @@ class Backend(ABC):
     name: ClassVar[str] = ""
     #: torch.distributed backend for this hardware (gloo, nccl, hccl).
     dist_backend: ClassVar[str] = "gloo"
+    #: Shortest region over which `energy_meter` gives a trustworthy figure (counter update period,
+    #: power-sampling rate); `tawq_core.energy.measure_energy` repeats the workload at least this long.
+    energy_min_window_s: ClassVar[float] = 1.0
 
     @abstractmethod
     def is_available(self) -> Availability:
@@ -85,6 +88,14 @@ class Backend(ABC):
     @abstractmethod
     def energy_meter(self) -> AbstractContextManager[MeterReading]:
         """``with backend.energy_meter() as m: ...``; then ``m.result`` is joules or unavailable."""
+
+    def energy_availability(self) -> Availability:
+        """Whether `energy_meter` can give a figure here, checked without running any workload.
+
+        The default answers "try it"; backends whose meter may be absent override this so a runner
+        can record the reason at once instead of repeating a workload for nothing.
+        """
+        return Availability(True, "")
 
     def describe(self) -> dict[str, str]:
         """Hardware facts recorded with every result (device name, driver...)."""

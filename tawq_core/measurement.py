@@ -6,7 +6,7 @@ hardware cannot give is `Measurement.unavailable(reason)`, printed as ``n/a: rea
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -15,10 +15,13 @@ class Measurement:
     value: float | None
     unit: str
     method: str  # how the value was obtained, or why it could not be
+    #: facts behind the figure that a reader may want as numbers (window_s, calls, samples...);
+    #: not part of equality or hashing, so two equal readings compare equal whatever their windows.
+    details: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @classmethod
-    def unavailable(cls, unit: str, reason: str) -> Measurement:
-        return cls(None, unit, f"unavailable: {reason}")
+    def unavailable(cls, unit: str, reason: str, **details: Any) -> Measurement:
+        return cls(None, unit, f"unavailable: {reason}", dict(details))
 
     @property
     def available(self) -> bool:
