@@ -20,7 +20,7 @@ from tawq_core import ConfigError, DatasetNotFound
 
 DATA_DIR_ENV = "TAWQ_DATA_DIR"
 CACHE_DIR_ENV = "TAWQ_CACHE_DIR"
-DOWNLOAD_HINT = "or pass download=True (tawq --download) to fetch them"
+DOWNLOAD_HINT = "or pass download=True (--download) to fetch them"
 
 # What readers raise on a corrupt or truncated file (aedat's decoder raises RuntimeError).
 READ_ERRORS = (OSError, EOFError, ValueError, KeyError, IndexError, RuntimeError)
@@ -71,6 +71,19 @@ def reading(name: str, path: str | os.PathLike, source: str) -> Iterator[None]:
         yield
     except READ_ERRORS as exc:
         raise unreadable(name, path, f"{type(exc).__name__}: {exc}", source) from exc
+
+
+def download_archive(name: str, url: str, root: Path, filename: str, md5: str) -> None:
+    """Fetch, checksum and unpack one archive into `root` (only ever called for download=True)."""
+    from tonic.download_utils import download_and_extract_archive
+
+    try:
+        download_and_extract_archive(url, str(root), filename=filename, md5=md5)
+    except Exception as exc:  # network, checksum and archive errors all mean the same to the user
+        raise DatasetNotFound(
+            f"dataset {name!r}: downloading {url} into {root} failed ({type(exc).__name__}: {one_line(exc)}); "
+            "check the network or place the unpacked files there by hand"
+        ) from exc
 
 
 def files_with_suffix(folder: Path, suffix: str) -> list[Path]:

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tawq_plugins.datasets.common import ArrayDataset, cache_dir, class_counts
 
 from tawq_core import DatasetSplits, Encoding, hookimpl
+
+from .common import ArrayDataset, cache_dir, class_counts
 
 MNIST1D_SHAPES = {"x": (4000, 40), "y": (4000,), "x_test": (1000, 40), "y_test": (1000,)}
 DIGITS_TEST_SIZE = 0.25
