@@ -16,6 +16,9 @@ from tawq_core.errors import TawqError
 # and `tawq plugins` stay fast and a broken command module cannot break the others.
 COMMANDS: dict[str, str] = {
     "plugins": "tawq_core.cli_plugins:plugins",
+    "train": "tawq_core.cli_train:train",
+    "bench": "tawq_core.cli_bench:bench",
+    "report": "tawq_core.cli_report:report",
 }
 
 

@@ -1,0 +1,152 @@
+"""One model's work: build, quantize, calibrate, score, size, estimate energy, measure on a backend.
+
+Each function does one step with the project's building blocks (registry factories, `quantize`,
+`evaluate`, the quantizer's own `pack`, the op counter and energy model, the backend's timer and
+meters) and returns plain JSON-ready dicts, so the runner can cache them as they are.
+"""
+
+from __future__ import annotations
+
+import copy
+from itertools import islice
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from tawq_core.backend import Backend
+from tawq_core.bench.config import BenchConfig
+from tawq_core.data import DatasetSplits, encode_batch
+from tawq_core.quantization import quantize, quantized_layers
+from tawq_core.quantizer import Quantizer
+from tawq_core.registry import create
+from tawq_core.training import evaluate
+
+FP32_BYTES = 4
+
+
+def build_model(cfg: BenchConfig, splits: DatasetSplits) -> nn.Module:
+    return create("model", cfg.model, num_classes=splits.num_classes, sample_shape=tuple(splits.sample_shape),
+                  neuron=cfg.neuron, neuron_options=cfg.neuron_options or None, **cfg.model_options)
+
+
+def new_quantizer(cfg: BenchConfig, name: str) -> Quantizer:
+    """A fresh instance per model: nothing a quantizer fits (PTQ) is shared between seeds."""
+    return create("quantizer", name, **cfg.quantizer_options.get(name, {}))
+
+
+def apply_quantizer(model: nn.Module, cfg: BenchConfig, name: str) -> dict[str, Any]:
+    """Swap the policy's layers in place; the report (layers, parameters quantized) as a dict."""
+    report = quantize(model, new_quantizer(cfg, name), cfg.timesteps, policy=cfg.quant_policy())
+    record = report.to_dict()
+    skipped = sorted({f"{s['name']} ({s['reason']})" for s in record["skipped"]})
+    record["summary"] = (f"{len(report.swapped)} conv/linear layers, {100 * report.fraction_quantized:.1f}% of "
+                         f"parameters; kept full precision: {', '.join(skipped) or 'none'} and all norms")
+    return record
+
+
+def _loader(dataset: Any, batch_size: int) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False)
+
+
+def model_inputs(cfg: BenchConfig, splits: DatasetSplits, dataset: Any, batch_size: int, batches: int,
+                 device: torch.device) -> list[torch.Tensor]:
+    """The first `batches` batches of `dataset` in order, encoded time-major ``[T, B, ...]``."""
+    return [encode_batch(x, splits.encoding, cfg.timesteps).to(device)
+            for x, _ in islice(_loader(dataset, batch_size), batches)]
+
+
+def calibrate(model: nn.Module, cfg: BenchConfig, splits: DatasetSplits, device: torch.device) -> None:
+    """Give each distinct quantizer of the model its calibration data: model-ready ``[T, B, ...]`` batches
+    of the training split, in order (deterministic)."""
+    batch_size = cfg.train_config(cfg.seeds[0]).batch_size
+    inputs = model_inputs(cfg, splits, splits.train, batch_size, cfg.measure.calibration_batches, device)
+    model.to(device)
+    seen: set[int] = set()
+    for _, layer in quantized_layers(model):
+        if id(layer.quantizer) not in seen:
+            seen.add(id(layer.quantizer))
+            layer.quantizer.calibrate(model, inputs)
+
+
+def accuracy(model: nn.Module, cfg: BenchConfig, splits: DatasetSplits, device: torch.device) -> float:
+    batch = cfg.train_config(cfg.seeds[0]).eval_batch_size
+    return evaluate(model, splits.test, splits, cfg.timesteps, device, batch_size=batch)
+
+
+def storage(model: nn.Module, cfg: BenchConfig) -> dict[str, Any]:
+    """Inference storage from real bytes: each quantized layer's `pack` output, plus the rest as stored.
+
+    Counted: every parameter and floating-point buffer (norm statistics) a forward pass needs. The
+    quantized layers' latent fp32 weights are replaced by their packed form; their biases stay fp32.
+    """
+    quantized_ids, payload, scales, quantized_numel = set(), 0, 0, 0
+    for _, layer in quantized_layers(model):
+        with torch.no_grad():
+            packed = layer.quantizer.pack(layer.weight.detach(), layer.timesteps)
+        quantized_ids.add(id(layer.weight))
+        payload, scales, quantized_numel = payload + packed.payload_bytes, scales + packed.scale_bytes, \
+            quantized_numel + packed.numel
+    tensors = [*model.parameters(), *(b for b in model.buffers() if b.is_floating_point())]
+    rest = sum(t.numel() * t.element_size() for t in tensors if id(t) not in quantized_ids)
+    fp32_bytes = sum(t.numel() for t in tensors) * FP32_BYTES
+    weight_bytes = payload + scales + rest
+    return {
+        "weight_bytes": weight_bytes,
+        "quantized_payload_bytes": payload,
+        "quantized_scale_bytes": scales,
+        "other_bytes": rest,
+        "fp32_bytes": fp32_bytes,
+        "params_quantized": quantized_numel,
+        "params_total": sum(p.numel() for p in model.parameters()),
+        "bits_per_weight": 8.0 * payload / quantized_numel if quantized_numel else 8.0 * FP32_BYTES,
+        "bits_per_weight_with_scales": (8.0 * (payload + scales) / quantized_numel if quantized_numel
+                                        else 8.0 * FP32_BYTES),
+        "compression": fp32_bytes / weight_bytes,
+    }
+
+
+def estimates(model: nn.Module, cfg: BenchConfig, splits: DatasetSplits,
+              device: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Operation counts and firing rates on test batches, and the two energy estimates per sample."""
+    from tawq_core.energy import estimate_energy
+    from tawq_core.sops import count_ops
+
+    inputs = model_inputs(cfg, splits, splits.test, cfg.measure.batch_size, cfg.measure.ops_batches, device)
+    model.to(device).eval()
+    report = count_ops(model, inputs)
+    energy = estimate_energy(report)
+    ops = {"samples": report.samples, "firing_rate": report.firing_rate, **report.to_dict()["totals"]}
+    return ops, {"conventional": energy.conventional.to_dict(), "exact": energy.exact.to_dict()}
+
+
+def measure(model: nn.Module, cfg: BenchConfig, splits: DatasetSplits, backend: Backend) -> dict[str, Any]:
+    """Latency (per batch, per sample, throughput), peak memory and metered energy on `backend`."""
+    from tawq_core.energy import measure_energy
+    from tawq_core.latency import measure_latency
+
+    m = cfg.measure
+    net = copy.deepcopy(model).to(backend.device).eval()
+    (x,) = model_inputs(cfg, splits, splits.test, m.batch_size, 1, backend.device)
+    batch = x.shape[1]
+
+    def forward() -> None:
+        with torch.inference_mode():
+            net(x)
+
+    with backend.peak_memory() as memory:
+        latency = measure_latency(backend, forward, warmup=m.warmup, repeats=m.repeats)
+    energy = measure_energy(backend, forward, min_seconds=m.energy_seconds)
+    measured = energy.to_dict()
+    if energy.value is not None:
+        calls = energy.details.get("calls", 1)
+        measured = {**measured, "value": energy.value / (calls * batch), "unit": "J/sample"}
+    return {
+        "latency": {"batch_size": batch, "batch_median_s": latency.median_s, "batch_p90_s": latency.p90_s,
+                    "batch_mean_s": latency.mean_s, "sample_median_s": latency.median_s / batch,
+                    "sample_p90_s": latency.p90_s / batch, "throughput_sps": batch / latency.median_s,
+                    "repeats": len(latency.samples), "warmup": latency.warmup, "method": latency.method},
+        "memory": memory.result.to_dict(),
+        "energy": {"measured": measured},
+    }

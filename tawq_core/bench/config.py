@@ -1,0 +1,277 @@
+"""What a bench run is: one validated, hashable `BenchConfig` built from a preset and CLI flags.
+
+A preset is a TOML file whose top-level keys are exactly the fields of `BenchConfig` (tables for the
+option dicts). Everything that can change a result goes into `config_hash`, which names the run
+directory and keys the cache, so the same command resumes and a changed command starts afresh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tawq_core.errors import ConfigError
+from tawq_core.quantization import QuantPolicy
+from tawq_core.training import TrainConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+#: Bumped when the meaning of cached cells changes, so old caches are not reused by mistake.
+CACHE_FORMAT = 1
+REFERENCE = "fp32"
+QAT_INITS = ("fp32", "scratch")
+#: Fields that choose where data lives, not what is computed: left out of the hash.
+UNHASHED = ("name", "description", "data_dir", "download")
+
+
+def _positive_int(where: str, value: Any, minimum: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{where} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _positive_number(where: str, value: Any) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise ConfigError(f"{where} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def _name(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where} must be a non-empty name, got {value!r}")
+    return value.strip()
+
+
+def _names(where: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f"{where} must be a non-empty list of names, got {value!r}")
+    names = tuple(_name(where, v) for v in value)
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where} lists a name twice: {', '.join(names)}")
+    return names
+
+
+def _table(where: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a table of options, got {value!r}")
+    return dict(value)
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """How latency, energy and operation counts are measured (all part of the hash)."""
+
+    batch_size: int = 64  # samples per timed forward pass
+    warmup: int = 3  # untimed passes before timing
+    repeats: int = 20  # timed passes; median and p90 are reported
+    energy_seconds: float = 1.0  # minimum metered duration for the measured-energy column
+    ops_batches: int = 2  # test batches over which firing rates and SOPs are counted
+    calibration_batches: int = 8  # training batches shown to PTQ calibration
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "float":
+                object.__setattr__(self, f.name, _positive_number(f"measure.{f.name}", value))
+            else:
+                _positive_int(f"measure.{f.name}", value, 0 if f.name == "warmup" else 1)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One bench run. Invalid values raise `ConfigError` on construction, with one-line messages."""
+
+    dataset: str
+    model: str
+    timesteps: int
+    quantizers: tuple[str, ...]
+    name: str = "custom"
+    description: str = ""
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    model_options: dict[str, Any] = field(default_factory=dict)
+    neuron: str = "lif"
+    neuron_options: dict[str, Any] = field(default_factory=dict)
+    quantizer_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    policy: dict[str, Any] = field(default_factory=dict)
+    backends: tuple[str, ...] = ("cpu",)
+    seeds: tuple[int, ...] = (0,)
+    train: dict[str, Any] = field(default_factory=dict)
+    qat_init: str = "fp32"
+    qat: dict[str, Any] = field(default_factory=dict)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    data_dir: str | None = None
+    download: bool = False
+
+    def __post_init__(self) -> None:
+        s = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen dataclass
+        for name in ("dataset", "model", "neuron", "name"):
+            s(name, _name(name, getattr(self, name)))
+        if not isinstance(self.description, str):
+            raise ConfigError(f"description must be a string, got {self.description!r}")
+        _positive_int("timesteps", self.timesteps)
+        quantizers = _names("quantizers", self.quantizers)
+        # fp32 is the reference row of every comparison: always present, always first.
+        s("quantizers", (REFERENCE, *(q for q in quantizers if q != REFERENCE)))
+        s("backends", _names("backends", self.backends))
+        seeds = self.seeds
+        if isinstance(seeds, str):
+            seeds = [part for part in seeds.split(",") if part.strip()]
+            try:
+                seeds = [int(part) for part in seeds]
+            except ValueError:
+                raise ConfigError(f"seeds must be integers like 0,1,2, got {self.seeds!r}") from None
+        if not isinstance(seeds, (list, tuple)) or not seeds:
+            raise ConfigError(f"seeds must be a non-empty list of integers, got {self.seeds!r}")
+        seeds = tuple(_positive_int("seeds", v, 0) for v in seeds)
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"seeds lists a seed twice: {seeds}")
+        s("seeds", seeds)
+        for name in ("dataset_options", "model_options", "neuron_options", "policy", "train", "qat"):
+            s(name, _table(name, getattr(self, name)))
+        options = _table("quantizer_options", self.quantizer_options)
+        for qname, qopts in options.items():
+            if qname not in self.quantizers:
+                raise ConfigError(
+                    f"quantizer_options.{qname} names a quantizer that is not benchmarked "
+                    f"({', '.join(self.quantizers)}); remove it or add {qname!r} to quantizers"
+                )
+            options[qname] = _table(f"quantizer_options.{qname}", qopts)
+        s("quantizer_options", options)
+        if self.qat_init not in QAT_INITS:
+            raise ConfigError(f"qat_init must be one of {', '.join(QAT_INITS)}, got {self.qat_init!r}")
+        for section in ("train", "qat"):
+            owned = sorted({"seed", "timesteps"} & set(getattr(self, section)))
+            if owned:
+                raise ConfigError(f"{section}.{owned[0]} is set by the bench itself; use the top-level "
+                                  f"{'seeds' if owned[0] == 'seed' else 'timesteps'} instead")
+        self.train_config(self.seeds[0])  # validates both recipes now, not after the fp32 training
+        self.quant_policy()
+        self.train_config(self.seeds[0], qat=True)
+        if isinstance(self.measure, Mapping):
+            s("measure", _build(MeasureConfig, self.measure, "measure"))
+        elif not isinstance(self.measure, MeasureConfig):
+            raise ConfigError(f"measure must be a table, got {self.measure!r}")
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            raise ConfigError(f"data_dir must be a path string, got {self.data_dir!r}")
+        if not isinstance(self.download, bool):
+            raise ConfigError(f"download must be true or false, got {self.download!r}")
+
+    def train_config(self, seed: int, qat: bool = False) -> TrainConfig:
+        """The training recipe for one seed; QAT runs apply the ``qat`` overrides on top of ``train``.
+
+        Per-epoch evaluation is off unless asked for: the bench scores the final model once.
+        """
+        values = {"eval_every": 0, **self.train, **(self.qat if qat else {}), "seed": seed,
+                  "timesteps": self.timesteps}
+        try:
+            return TrainConfig.from_dict(values)
+        except ConfigError as exc:
+            raise ConfigError(f"{'qat' if qat else 'train'}: {exc}") from None
+
+    def quant_policy(self) -> QuantPolicy:
+        """Which layers every quantizer swaps (default: all conv/linear but the stem and the head)."""
+        try:
+            return QuantPolicy(**self.policy)
+        except TypeError as exc:
+            raise ConfigError(f"policy: {exc}; known keys: skip_roles, unmarked, include, exclude") from None
+
+    # -- identity ------------------------------------------------------------------------------
+    def hashed(self) -> dict[str, Any]:
+        """Everything that can change a result, as plain JSON-able data."""
+        data = dataclasses.asdict(self)
+        for key in UNHASHED:
+            data.pop(key)
+        # resolved recipes, so a default changed in TrainConfig changes the hash too
+        data["train"] = {k: v for k, v in self.train_config(0).to_dict().items() if k != "seed"}
+        data["qat"] = {k: v for k, v in self.train_config(0, qat=True).to_dict().items() if k != "seed"}
+        data["cache_format"] = CACHE_FORMAT
+        return data
+
+    @property
+    def config_hash(self) -> str:
+        return digest(self.hashed())
+
+    @property
+    def run_id(self) -> str:
+        """Directory name under --out: preset name plus hash, so the same command finds its run."""
+        return f"{self.name}-{self.config_hash[:12]}"
+
+    def with_overrides(self, **overrides: Any) -> BenchConfig:
+        """A copy with CLI flags applied; ``None`` means "flag not given"."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        epochs = given.pop("epochs", None)
+        batch_size = given.pop("batch_size", None)
+        train, qat = dict(self.train), dict(self.qat)
+        if epochs is not None:  # --epochs sets fp32 and QAT training alike
+            train["epochs"] = qat["epochs"] = epochs
+        if batch_size is not None:
+            train["batch_size"] = batch_size
+        unknown = set(given) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown bench options: {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, train=train, qat=qat, **given)
+
+
+def canonical_json(data: Any) -> str:
+    """Sorted keys, no whitespace, tuples as lists: equal configs give byte-equal JSON."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str, allow_nan=False)
+
+
+def digest(data: Any) -> str:
+    return hashlib.sha256(canonical_json(data).encode()).hexdigest()
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
+    try:
+        return cls(**data)
+    except TypeError as exc:  # a required key is missing
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def from_mapping(data: Mapping[str, Any], where: str = "preset") -> BenchConfig:
+    return _build(BenchConfig, data, where)
+
+
+def preset_names() -> list[str]:
+    """The presets shipped in the `tawq_presets` package."""
+    root = resources.files("tawq_presets")
+    return sorted(p.name.removesuffix(".toml") for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def load_preset(name_or_path: str) -> BenchConfig:
+    """A shipped preset by name, or a TOML file by path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"preset file {str(path)!r} does not exist")
+        text, where, default_name = path.read_bytes(), str(path), path.stem
+    else:
+        resource = resources.files("tawq_presets") / f"{name_or_path}.toml"
+        if not resource.is_file():
+            raise ConfigError(
+                f"unknown preset {name_or_path!r}; shipped presets: {', '.join(preset_names())} "
+                "(or pass a .toml file path)"
+            )
+        text, where, default_name = resource.read_bytes(), f"preset {name_or_path!r}", name_or_path
+    try:
+        data = tomllib.loads(text.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where} is not valid TOML: {exc}") from None
+    data.setdefault("name", default_name)
+    return from_mapping(data, where)

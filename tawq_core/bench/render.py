@@ -1,0 +1,139 @@
+"""Matrix rows -> Markdown (for papers and the terminal) and CSV (for spreadsheets and scripts).
+
+The Markdown keeps one column per convention (estimated conventional, estimated exact, measured
+energy are never merged) and ends with notes that state every convention and every missing figure's
+reason, so a pasted table is self-explanatory. The CSV carries raw numbers: means and stds in
+separate columns, SI units (seconds, joules, bytes), and the reason where a figure is missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from typing import Any
+
+from tawq_core.bench.aggregate import SEED_STATS
+
+Row = dict[str, Any]
+
+
+def _num(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value * scale:.{digits}f}"
+
+
+def _pm(row: Row, name: str, scale: float = 1.0, digits: int = 2, signed: bool = False) -> str:
+    mean, std = row.get(f"{name}_mean"), row.get(f"{name}_std")
+    if mean is None:
+        return "n/a†" if name in row.get("reasons", {}) else "n/a"
+    text = f"{mean * scale:+.{digits}f}" if signed else f"{mean * scale:.{digits}f}"
+    return text if std is None else f"{text} ± {std * scale:.{digits}f}"
+
+
+def _sig(row: Row, name: str, scale: float = 1.0) -> str:
+    """Energies and bytes span orders of magnitude: 4 significant digits."""
+    mean = row.get(f"{name}_mean")
+    if mean is None:
+        return "n/a†" if name in row.get("reasons", {}) else "n/a"
+    std = row.get(f"{name}_std")
+    text = f"{mean * scale:.4g}"
+    return text if not std else f"{text} ± {std * scale:.2g}"
+
+
+def _latency(row: Row) -> str:
+    if row.get("latency_batch_median_s_mean") is None:
+        return _pm(row, "latency_batch_median_s")
+    return f"{_num(row['latency_batch_median_s_mean'], 1e3)} / {_num(row['latency_batch_p90_s_mean'], 1e3)}"
+
+
+def _fmt(row: Row, name: str, template: str) -> str:
+    mean = row.get(f"{name}_mean")
+    return "n/a" if mean is None else template.format(mean)
+
+
+def _quantizer_label(row: Row) -> str:
+    mode = row.get("mode") or "?"
+    if mode == "qat" and row.get("init"):
+        mode = f"qat, init {row['init']}"
+    return f"{row['quantizer']} ({mode})"
+
+
+MARKDOWN_COLUMNS: list[tuple[str, Callable[[Row], str]]] = [
+    ("quantizer", _quantizer_label),
+    ("backend", lambda r: r["backend"]),
+    ("top-1 %", lambda r: _pm(r, "top1")),
+    ("Δ vs fp32 (pp)", lambda r: _pm(r, "drop", signed=True)),
+    ("latency/batch ms (median / p90)", _latency),
+    ("latency/sample µs (median)", lambda r: _pm(r, "latency_sample_median_s", 1e6, 1)),
+    ("throughput samples/s", lambda r: _pm(r, "throughput_sps", 1.0, 0)),
+    ("energy est. conventional µJ/sample", lambda r: _sig(r, "energy_conventional_j", 1e6)),
+    ("energy est. exact ternary-aware µJ/sample", lambda r: _sig(r, "energy_exact_j", 1e6)),
+    ("energy measured µJ/sample", lambda r: _sig(r, "energy_measured_j", 1e6)),
+    ("peak memory MiB", lambda r: _sig(r, "peak_memory_b", 1 / 2**20)),
+    ("weights KiB", lambda r: _sig(r, "weight_bytes", 1 / 1024)),
+    ("bits/weight (quantized layers)", lambda r: _pm(r, "bits_per_weight")),
+    ("compression vs fp32", lambda r: _fmt(r, "compression", "{:.2f}×")),
+    ("mean firing rate", lambda r: _pm(r, "firing_rate", 1.0, 3)),
+    ("params quantized", lambda r: _fmt(r, "params_quantized", "{:,.0f}")),
+    ("train time s", lambda r: _pm(r, "train_time_s", 1.0, 1)),
+]
+
+
+def _escape(cell: str) -> str:
+    return cell.replace("|", "\\|")
+
+
+def markdown_table(rows: list[Row]) -> str:
+    header = [h for h, _ in MARKDOWN_COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_escape(fn(row)) for _, fn in MARKDOWN_COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def _reason_notes(rows: list[Row]) -> list[str]:
+    seen: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        for field, reason in row.get("reasons", {}).items():
+            seen.setdefault((field, reason), []).append(f"{row['quantizer']}/{row['backend']}")
+    return [f"† {field.removesuffix('_j').removesuffix('_b').replace('_', ' ')} n/a for {', '.join(where)}: {reason}"
+            for (field, reason), where in seen.items()]
+
+
+def markdown(results: dict[str, Any], rows: list[Row]) -> str:
+    """The whole ``matrix.md``: title, table, then notes stating conventions and provenance."""
+    cfg, prov = results["config"], results.get("provenance", {})
+    title = (f"## tawq bench: {cfg['name']} — {cfg['model']} on {cfg['dataset']}, T = {cfg['timesteps']}, "
+             f"seeds {', '.join(map(str, cfg['seeds']))}")
+    notes = [f"- {line}" for line in results.get("notes", [])]
+    notes += [f"- {line}" for line in _reason_notes(rows)]
+    machine = prov.get("machine", {})
+    notes.append(
+        f"- run `{results['run_id']}`, config sha256 `{results['config_hash'][:16]}`, tawq {prov.get('tawq', '?')}, "
+        f"torch {prov.get('torch', '?')}, git {prov.get('git_sha', 'n/a')[:12]}; machine: {machine.get('cpu', '?')}, "
+        f"{machine.get('torch_threads', '?')} torch threads"
+    )
+    return "\n".join([title, "", markdown_table(rows), "", *notes]) + "\n"
+
+
+CSV_FIELDS = ["quantizer", "backend", "mode", "init", "seeds", "status", "batch_size"]
+
+
+def csv_text(rows: list[Row]) -> str:
+    """Raw numbers; a missing figure is empty with its reason in a ``<field>_reason`` column."""
+    stats = [*SEED_STATS, "drop"]
+    fields = [*CSV_FIELDS]
+    for name in stats:
+        fields += [f"{name}_mean", f"{name}_std"]
+    reason_fields = sorted({f for row in rows for f in row.get("reasons", {})})
+    fields += [f"{f}_reason" for f in reason_fields]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        out = {k: row.get(k) for k in fields if not k.endswith("_reason")}
+        out["seeds"] = " ".join(map(str, row["seeds"]))
+        for f in reason_fields:
+            out[f"{f}_reason"] = row.get("reasons", {}).get(f, "")
+        writer.writerow({k: ("" if v is None else v) for k, v in out.items()})
+    return buffer.getvalue()

@@ -1,0 +1,263 @@
+"""The bench loop: for every seed and quantizer, get the model, score it once, measure it per backend.
+
+fp32 is trained once per seed and reused: PTQ quantizers copy it, quantize and calibrate; QAT
+quantizers fine-tune a quantized copy of it (``qat_init = "fp32"``) or train from scratch with the
+same data, split and seed. Each finished model, stage and cell goes to the run's cache atomically
+the moment it is done, and results.json / matrix.* are rewritten after every cell, so an interrupted
+run leaves a consistent directory and the same command resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from tawq_core import checkpoint, distributed
+from tawq_core.backend import Backend
+from tawq_core.bench import cells, keys
+from tawq_core.bench.config import REFERENCE, BenchConfig
+from tawq_core.bench.provenance import provenance
+from tawq_core.bench.report import RESULTS_FORMAT, write_outputs
+from tawq_core.bench.store import RunStore
+from tawq_core.data import DatasetSplits, Encoding
+from tawq_core.errors import BackendUnavailable, CheckpointError, ConfigError
+from tawq_core.registry import create, get_registry
+from tawq_core.training import seed_everything, train
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class BenchResult:
+    run_dir: Path
+    results: dict[str, Any]
+    markdown: str
+    computed: list[str] = field(default_factory=list)  # "seed/quantizer/backend" cells measured this run
+    cached: list[str] = field(default_factory=list)  # cells taken from the cache
+
+
+class Runner:
+    def __init__(self, cfg: BenchConfig, out_root: Path, force: bool = False, log: Log | None = None,
+                 progress: bool | None = None):
+        self.cfg, self.force, self.progress = cfg, force, progress
+        self._log = log
+        self.run_dir = Path(out_root) / cfg.run_id
+        self.store = RunStore(self.run_dir, writer=distributed.is_main_process())
+        self._check_names()
+        self.quantizer_modes = {q: cells.new_quantizer(cfg, q).mode.value for q in cfg.quantizers}
+        self.backends, self.unavailable = self._resolve_backends()
+        self.train_backend = next(b for b in self.backends if b.name not in self.unavailable)
+        self._splits: DatasetSplits | None = None
+        self._models: dict[tuple[int, str], nn.Module] = {}
+        self.computed: list[str] = []
+        self.cached: list[str] = []
+        self.records: dict[str, dict[str, Any]] = {}
+
+    def log(self, line: str) -> None:
+        if self._log is not None and distributed.is_main_process():
+            self._log(line)
+
+    # -- set-up ----------------------------------------------------------------------------------
+    def _check_names(self) -> None:
+        """Unknown plugin names fail before anything is trained or written."""
+        registry, cfg = get_registry(), self.cfg
+        for kind, names in (("dataset", [cfg.dataset]), ("model", [cfg.model]), ("neuron", [cfg.neuron]),
+                            ("quantizer", cfg.quantizers), ("backend", cfg.backends)):
+            for name in names:
+                registry.entry(kind, name)
+
+    def _resolve_backends(self) -> tuple[list[Backend], dict[str, str]]:
+        backends = [create("backend", name) for name in self.cfg.backends]
+        if len(backends) == 1:
+            backends[0].require()  # the only backend asked for: its absence is the user's error
+        unavailable = {}
+        for backend in backends:
+            ok, reason = backend.is_available()
+            if not ok:
+                unavailable[backend.name] = reason
+        if len(unavailable) == len(backends):
+            reasons = "; ".join(f"{k}: {v}" for k, v in unavailable.items())
+            raise BackendUnavailable(f"none of the requested backends is available ({reasons})")
+        return backends, unavailable
+
+    @property
+    def splits(self) -> DatasetSplits:
+        """Loaded on first need: a fully cached re-run never touches the data."""
+        if self._splits is None:
+            cfg = self.cfg
+            self.log(f"loading dataset {cfg.dataset}")
+            options = dict(cfg.dataset_options)
+            factory = get_registry().entry("dataset", cfg.dataset).factory
+            if "timesteps" in inspect.signature(factory).parameters:  # event data: bin into T frames
+                options.setdefault("timesteps", cfg.timesteps)
+            splits = create("dataset", cfg.dataset, data_dir=cfg.data_dir, download=cfg.download, **options)
+            if splits.encoding is Encoding.TEMPORAL and splits.timesteps != cfg.timesteps:
+                raise ConfigError(f"dataset {cfg.dataset!r} has {splits.timesteps} time bins per sample; "
+                                  f"use --timesteps {splits.timesteps} (got {cfg.timesteps})")
+            self._splits = splits
+        return self._splits
+
+    # -- models ----------------------------------------------------------------------------------
+    def model_for(self, seed: int, quantizer: str) -> tuple[nn.Module, dict[str, Any]]:
+        """The (possibly quantized) model of `quantizer` for `seed`, from memory, checkpoint or work."""
+        mode = self.quantizer_modes[quantizer]
+        key = keys.model_key(self.cfg, seed, quantizer, mode)
+        if (seed, quantizer) not in self._models:
+            if quantizer == REFERENCE:
+                built = self._trained(key, seed, quantizer, qat=False)
+            elif mode == "qat":
+                built = self._trained(key, seed, quantizer, qat=True)
+            else:
+                built = self._post_training(seed, quantizer)
+            self._models[(seed, quantizer)] = built
+        return self._models[(seed, quantizer)]
+
+    def _start(self, seed: int, quantizer: str, qat: bool, resume: bool) -> tuple[nn.Module, dict[str, Any]]:
+        """The starting point: a fresh network (fp32, scratch QAT, or a checkpoint about to be loaded into
+        it) or, for QAT fine-tuning, a copy of the trained fp32 model of the same seed."""
+        if qat and self.cfg.qat_init == "fp32" and not resume:
+            base, _ = self.model_for(seed, REFERENCE)
+            model = copy.deepcopy(base)
+        else:
+            seed_everything(seed)
+            model = cells.build_model(self.cfg, self.splits)
+        report = cells.apply_quantizer(model, self.cfg, quantizer) if quantizer != REFERENCE else {}
+        return model, report
+
+    def _trained(self, key: str, seed: int, quantizer: str, qat: bool) -> tuple[nn.Module, dict[str, Any]]:
+        path = self.store.checkpoint_path("models", key)
+        info = None if self.force else self.store.get("models", key)
+        if info is not None and path.is_file():
+            model, report = self._start(seed, quantizer, qat, resume=True)
+            try:
+                state, _ = checkpoint.load_checkpoint(path)
+                checkpoint.load_into(model, state, source=f"cached model {path}")
+                return model.eval(), {**info, "quantize_report": report}
+            except CheckpointError as exc:
+                self.log(f"cached model unusable, retraining: {exc}")
+        model, report = self._start(seed, quantizer, qat, resume=False)
+        tc = self.cfg.train_config(seed, qat=qat)
+        how = "training" if not qat else ("fine-tuning from fp32" if self.cfg.qat_init == "fp32" else
+                                           "training from scratch")
+        self.log(f"seed {seed} · {quantizer}: {how} ({tc.epochs} epochs) on {self.train_backend.name}")
+        result = train(model, self.splits, tc, device=self.train_backend.device, progress=self.progress,
+                       backend=self.train_backend)
+        info = {"time_s": result.train_seconds, "epochs": tc.epochs, "steps": result.steps,
+                "trained_on": self.train_backend.name, "world_size": result.world_size,
+                "init": None if not qat else self.cfg.qat_init, "final_train_loss": result.history[-1].train_loss}
+        if self.store.writer:
+            checkpoint.save_checkpoint(path, model, {"model": self.cfg.model, "quantizer": quantizer,
+                                                     "seed": seed, "bench_key": key})
+            self.store.put("models", key, info)
+        return model.eval(), {**info, "quantize_report": report}
+
+    def _post_training(self, seed: int, quantizer: str) -> tuple[nn.Module, dict[str, Any]]:
+        base, _ = self.model_for(seed, REFERENCE)
+        model = copy.deepcopy(base)
+        report = cells.apply_quantizer(model, self.cfg, quantizer)
+        started = time.perf_counter()
+        cells.calibrate(model, self.cfg, self.splits, self.train_backend.device)
+        info = {"time_s": time.perf_counter() - started, "epochs": 0, "trained_on": self.train_backend.name,
+                "init": "fp32 (post-training, calibration only)"}
+        return model.eval(), {**info, "quantize_report": report}
+
+    # -- stages and cells ------------------------------------------------------------------------
+    def stage(self, seed: int, quantizer: str) -> dict[str, Any]:
+        """Accuracy, storage and energy estimates of one model: independent of the backend."""
+        mode = self.quantizer_modes[quantizer]
+        key = keys.stage_key(self.cfg, seed, quantizer, mode)
+        cached = None if self.force else self.store.get("stages", key)
+        if cached is not None:
+            return cached
+        model, info = self.model_for(seed, quantizer)
+        self.log(f"seed {seed} · {quantizer}: evaluating")
+        device = self.train_backend.device
+        record = {
+            "seed": seed, "quantizer": quantizer, "mode": mode, "stage_key": key,
+            "quantizer_config": cells.new_quantizer(self.cfg, quantizer).config(),
+            "top1": 100.0 * cells.accuracy(model, self.cfg, self.splits, device),
+            "test_samples": len(self.splits.test),
+            "train": {k: v for k, v in info.items() if k != "quantize_report"},
+            "quantized_layers": info["quantize_report"],
+        }
+        if self.store.writer:  # the rest is bookkeeping only rank 0 needs
+            record["storage"] = cells.storage(model, self.cfg)
+            record["ops"], record["energy"] = cells.estimates(model, self.cfg, self.splits, device)
+            self.store.put("stages", key, record)
+        return record
+
+    def cell(self, seed: int, quantizer: str, backend: Backend, stage: dict[str, Any], prov: dict) -> None:
+        label = f"{seed}/{quantizer}/{backend.name}"
+        mode = self.quantizer_modes[quantizer]
+        key = keys.cell_key(self.cfg, seed, quantizer, mode, backend.name)
+        base = {**stage, "backend": backend.name, "cell_key": key, "config_hash": self.cfg.config_hash,
+                "run_id": self.cfg.run_id}
+        if backend.name in self.unavailable:  # never cached: the hardware may appear later
+            self.records[key] = {**base, "status": "unavailable", "reason": self.unavailable[backend.name],
+                                 "provenance": prov}
+            return
+        cached = None if self.force else self.store.get("cells", key)
+        if cached is not None:
+            self.records[key] = cached
+            self.cached.append(label)
+            return
+        model, _ = self.model_for(seed, quantizer)
+        self.log(f"seed {seed} · {quantizer}: measuring on {backend.name}")
+        measured = cells.measure(model, self.cfg, self.splits, backend)
+        record = {**base, **measured, "status": "ok", "hardware": backend.describe(), "provenance": prov}
+        record["energy"] = {**stage.get("energy", {}), **measured.get("energy", {})}
+        self.store.put("cells", key, record)
+        self.records[key] = record
+        self.computed.append(label)
+
+    # -- the run ---------------------------------------------------------------------------------
+    def run(self) -> BenchResult:
+        cfg = self.cfg
+        self.store.prepare()
+        self.store.write_json("config.json", {"config_hash": cfg.config_hash, "run_id": cfg.run_id,
+                                              "config": cfg.hashed() | {"name": cfg.name}})
+        prov = provenance({"dataset": [cfg.dataset], "model": [cfg.model], "neuron": [cfg.neuron],
+                           "quantizer": list(cfg.quantizers), "backend": list(cfg.backends)})
+        self.log(f"bench run {cfg.run_id}: {len(cfg.seeds)} seed(s) × {len(cfg.quantizers)} quantizers × "
+                 f"{len(cfg.backends)} backend(s) -> {self.run_dir}")
+        text = ""
+        for seed in cfg.seeds:
+            for quantizer in cfg.quantizers:
+                stage = self.stage(seed, quantizer)
+                if not self.store.writer:
+                    continue  # other ranks only help train and evaluate
+                for backend in self.backends:
+                    self.cell(seed, quantizer, backend, stage, prov)
+                self.write(prov, complete=False, plots=False)
+            self._models.clear()  # one seed's models at a time in memory
+        results, text = {}, ""
+        if self.store.writer:
+            results, text = self.write(prov, complete=True, plots=True)
+            self.log(f"{len(self.computed)} cell(s) computed, {len(self.cached)} from cache; "
+                     f"results in {self.run_dir}")
+        return BenchResult(self.run_dir, results, text, self.computed, self.cached)
+
+    def write(self, prov: dict[str, Any], complete: bool, plots: bool) -> tuple[dict[str, Any], str]:
+        from tawq_core.bench.notes import notes
+
+        cfg = self.cfg
+        results = {
+            "format": RESULTS_FORMAT, "run_id": cfg.run_id, "config_hash": cfg.config_hash, "complete": complete,
+            "config": {**cfg.hashed(), "name": cfg.name, "description": cfg.description},
+            "provenance": prov, "records": list(self.records.values()),
+            "notes": notes(cfg, list(self.records.values()), self.quantizer_modes),
+        }
+        return results, write_outputs(self.run_dir, results, plots=plots)
+
+
+def run_bench(cfg: BenchConfig, out_root: Path, force: bool = False, log: Log | None = None,
+              progress: bool | None = None) -> BenchResult:
+    """Run (or resume) the bench described by `cfg` under ``out_root/<run id>/``."""
+    return Runner(cfg, out_root, force=force, log=log, progress=progress).run()

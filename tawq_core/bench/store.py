@@ -1,0 +1,105 @@
+"""The run directory: atomic writes and a cache of finished work keyed by content hash.
+
+Every file is written to a temporary name in the same directory and moved into place with
+`os.replace`, so an interrupted run (Ctrl-C, SIGKILL, a full disk) leaves either the old file or the
+new one, never half of one. A cache entry's JSON is written last: its presence means the work (and
+any checkpoint it refers to) is complete, which is what lets a re-run skip it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tawq_core.errors import ConfigError
+
+CACHE_DIR = "cache"
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success it replaces `path` in one step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as handle:  # make the bytes durable before the rename
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def check_writable(directory: Path) -> None:
+    """Fail up front, in one line, rather than after an hour of training."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(
+            f"output directory {str(directory)!r} is not writable ({reason}); pass --out DIR with a writable path"
+        ) from None
+
+
+class RunStore:
+    """Files of one run: ``<root>/cache/<kind>/<key>.json`` plus checkpoints next to them."""
+
+    def __init__(self, root: Path, writer: bool = True):
+        self.root = Path(root)
+        self.cache = self.root / CACHE_DIR
+        #: False on non-zero distributed ranks: they compute alongside rank 0 but never write.
+        self.writer = writer
+
+    def prepare(self) -> None:
+        if self.writer:
+            check_writable(self.root)
+            self.cache.mkdir(exist_ok=True)
+
+    def _entry(self, kind: str, key: str) -> Path:
+        return self.cache / kind / f"{key}.json"
+
+    def checkpoint_path(self, kind: str, key: str) -> Path:
+        return self.cache / kind / f"{key}.safetensors"
+
+    def get(self, kind: str, key: str) -> dict[str, Any] | None:
+        """A finished entry, or None if absent or unreadable (then it is simply recomputed)."""
+        path = self._entry(kind, key)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def put(self, kind: str, key: str, record: dict[str, Any]) -> None:
+        if self.writer:
+            write_json_atomic(self._entry(kind, key), record)
+
+    def entries(self, kind: str) -> list[dict[str, Any]]:
+        folder = self.cache / kind
+        found = (self.get(kind, p.stem) for p in sorted(folder.glob("*.json"))) if folder.is_dir() else ()
+        return [e for e in found if e is not None]
+
+    def write_json(self, name: str, data: Any) -> None:
+        if self.writer:
+            write_json_atomic(self.root / name, data)
+
+    def write_text(self, name: str, text: str) -> None:
+        if self.writer:
+            write_text_atomic(self.root / name, text)
