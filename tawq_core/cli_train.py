@@ -1,0 +1,183 @@
+"""`tawq train`: train one model on one dataset (optionally quantized) and save a checkpoint + summary.
+
+QAT quantizers (and fp32) swap the layers before training, so the network learns with its quantized
+weights; PTQ quantizers are applied to the trained fp32 network and calibrated on training batches.
+The output folder gets ``model.safetensors`` (loadable with `tawq_core.build_from_checkpoint`) and
+``summary.json`` (accuracy, time, recipe, versions), both written atomically and only by rank 0 under
+torchrun.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+from torch.utils.data import DataLoader
+
+from tawq_core import distributed
+from tawq_core.checkpoint import WEIGHTS_NAME, save_checkpoint, write_json
+from tawq_core.data import DatasetSplits, Encoding, encode_batch
+from tawq_core.errors import ConfigError
+from tawq_core.quantizer import Quantizer, QuantMode
+from tawq_core.registry import create
+from tawq_core.training import TrainConfig, evaluate, seed_everything
+from tawq_core.training import train as run_training
+
+CALIBRATION_BATCHES = 8
+
+
+def parse_options(pairs: tuple[str, ...], flag: str) -> dict[str, Any]:
+    """``("width=128", "neuron=plif", "channels=[32,64]")`` -> dict; values are JSON when they parse."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        options[key.strip().replace("-", "_")] = value
+    return options
+
+
+def _prepare_out(out: Path) -> None:
+    if not distributed.is_main_process():
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK):
+        raise ConfigError(f"output folder {out} is not writable; choose another --out")
+
+
+def _timesteps(splits: DatasetSplits, requested: int | None) -> int:
+    if splits.encoding is Encoding.TEMPORAL:
+        if requested is not None and requested != splits.timesteps:
+            raise ConfigError(f"dataset {splits.name!r} has {splits.timesteps} time bins per sample; "
+                              f"drop --timesteps or set it to {splits.timesteps}")
+        return int(splits.timesteps or 0)
+    return requested if requested is not None else TrainConfig.timesteps
+
+
+def _calibrate(model: torch.nn.Module, splits: DatasetSplits, timesteps: int, batch_size: int,
+               device: torch.device) -> None:
+    """PTQ: each distinct quantizer sees the first training batches in order, encoded [T, B, ...]."""
+    from tawq_core.quantization import quantized_layers
+
+    loader = DataLoader(splits.train, batch_size=batch_size, shuffle=False)
+    inputs = [encode_batch(x, splits.encoding, timesteps).to(device) for x, _ in islice(loader, CALIBRATION_BATCHES)]
+    seen: set[int] = set()
+    for _, layer in quantized_layers(model):
+        if id(layer.quantizer) not in seen:
+            seen.add(id(layer.quantizer))
+            layer.quantizer.calibrate(model, inputs)
+
+
+def _quantize(model: torch.nn.Module, quantizer: Quantizer, timesteps: int) -> dict[str, Any]:
+    from tawq_core.quantization import quantize
+
+    report = quantize(model, quantizer, timesteps)
+    return report.to_dict()
+
+
+@click.command(name="train")
+@click.option("--model", "model_name", required=True, help="Model plugin (see `tawq plugins`).")
+@click.option("--dataset", "dataset_name", required=True, help="Dataset plugin, e.g. digits, mnist1d.")
+@click.option("--quantizer", "quantizer_name", default=None, help="Quantizer plugin; omit for plain fp32.")
+@click.option("--timesteps", type=int, default=None, help="T; default 4 for static data, the bins for events.")
+@click.option("--epochs", type=int, default=TrainConfig.epochs, show_default=True)
+@click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True,
+              help="Global batch (split over torchrun processes).")
+@click.option("--lr", type=float, default=TrainConfig.lr, show_default=True)
+@click.option("--weight-decay", type=float, default=TrainConfig.weight_decay, show_default=True)
+@click.option("--warmup-epochs", type=float, default=TrainConfig.warmup_epochs, show_default=True)
+@click.option("--label-smoothing", type=float, default=TrainConfig.label_smoothing, show_default=True)
+@click.option("--grad-clip", type=float, default=None, help="Clip the gradient norm to this value.")
+@click.option("--val-fraction", type=float, default=0.0, show_default=True,
+              help="Hold out this share of the training set for per-epoch validation.")
+@click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
+@click.option("--backend", "backend_name", default="cpu", show_default=True, help="cpu, cuda, npu...")
+@click.option("--data-dir", default=None, help="Folder holding dataset files (file-backed datasets).")
+@click.option("--download", is_flag=True, help="Let the dataset download missing files.")
+@click.option("--neuron", default=None, help="Neuron plugin for the model (default: the model's own).")
+@click.option("--model-option", "model_pairs", multiple=True, metavar="KEY=VALUE", help="Model size option.")
+@click.option("--dataset-option", "dataset_pairs", multiple=True, metavar="KEY=VALUE")
+@click.option("--quantizer-option", "quantizer_pairs", multiple=True, metavar="KEY=VALUE")
+@click.option("--neuron-option", "neuron_pairs", multiple=True, metavar="KEY=VALUE")
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a TTY).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for checkpoint + summary.")
+def train(model_name: str, dataset_name: str, quantizer_name: str | None, timesteps: int | None,
+                  epochs: int, batch_size: int, lr: float, weight_decay: float, warmup_epochs: float,
+                  label_smoothing: float, grad_clip: float | None, val_fraction: float, seed: int,
+                  backend_name: str, data_dir: str | None, download: bool, neuron: str | None,
+                  model_pairs: tuple[str, ...], dataset_pairs: tuple[str, ...], quantizer_pairs: tuple[str, ...],
+                  neuron_pairs: tuple[str, ...], progress: bool | None, out: Path) -> None:
+    """Train one model and save OUT/model.safetensors and OUT/summary.json."""
+    model_options = parse_options(model_pairs, "--model-option")
+    dataset_options = parse_options(dataset_pairs, "--dataset-option")
+    quantizer_options = parse_options(quantizer_pairs, "--quantizer-option")
+    neuron_options = parse_options(neuron_pairs, "--neuron-option")
+    backend = create("backend", backend_name).require()
+    quantizer = create("quantizer", quantizer_name, **quantizer_options) if quantizer_name else None
+    _prepare_out(out)
+    splits = create("dataset", dataset_name, data_dir=data_dir, download=download, **dataset_options)
+    T = _timesteps(splits, timesteps)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                         warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, grad_clip=grad_clip,
+                         seed=seed, timesteps=T, val_fraction=val_fraction)
+
+    factory_options: dict[str, Any] = {"num_classes": splits.num_classes,
+                                       "sample_shape": tuple(splits.sample_shape), **model_options}
+    if neuron is not None:
+        factory_options["neuron"] = neuron
+    if neuron_options:
+        factory_options["neuron_options"] = neuron_options
+    seed_everything(seed)
+    model = create("model", model_name, **factory_options)
+    ptq = quantizer is not None and quantizer.mode is QuantMode.PTQ
+    report = _quantize(model, quantizer, T) if quantizer is not None and not ptq else None
+
+    result = run_training(model, splits, config, backend.device, progress=progress, backend=backend)
+    accuracy, fp32_accuracy = result.test_accuracy, None
+    device = next(model.parameters()).device
+    if ptq:
+        fp32_accuracy = accuracy
+        report = _quantize(model, quantizer, T)
+        _calibrate(model, splits, T, config.batch_size, device)
+        accuracy = evaluate(model, splits.test, splits, T, device, config.eval_batch_size)
+    if not distributed.is_main_process():
+        return
+
+    from tawq_core.bench.provenance import provenance
+
+    used = {"model": [model_name], "dataset": [dataset_name], "backend": [backend_name],
+            "quantizer": [quantizer_name] if quantizer_name else [], "neuron": [neuron] if neuron else []}
+    meta = {"model": model_name, "model_options": factory_options, "dataset": dataset_name,
+            "dataset_options": dataset_options, "quantizer": quantizer_name,
+            "quantizer_options": quantizer_options, "timesteps": T, "train": config.to_dict(),
+            "test_accuracy": accuracy}
+    checkpoint = save_checkpoint(out / WEIGHTS_NAME, model, meta)
+    summary = {
+        **meta,
+        "quantization": ({"mode": quantizer.mode.value, "applied": "after training (PTQ)" if ptq
+                          else "before training (QAT)", "report": report} if quantizer is not None else None),
+        "fp32_test_accuracy": fp32_accuracy,
+        "best_accuracy": result.best_accuracy, "best_epoch": result.best_epoch, "eval_split": result.eval_split,
+        "train_seconds": result.train_seconds, "steps": result.steps, "world_size": result.world_size,
+        "history": result.to_dict()["history"],
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "backend": backend.describe(), "provenance": provenance(used),
+        "options": click.get_current_context().params, "checkpoint": checkpoint.name,
+    }
+    write_json(out / "summary.json", summary)
+    click.echo(f"{model_name} on {dataset_name}{f' with {quantizer_name}' if quantizer_name else ''}: "
+               f"test accuracy {100 * accuracy:.2f} % (T={T}, {config.epochs} epochs, "
+               f"{result.train_seconds:.1f} s); wrote {checkpoint} and {out / 'summary.json'}")
+
