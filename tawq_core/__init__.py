@@ -20,9 +20,19 @@ from tawq_core.errors import (
     TrainingDiverged,
 )
 from tawq_core.hookspecs import hookimpl
+from tawq_core.layers import QuantConv1d, QuantConv2d, QuantLinear
 from tawq_core.measurement import Measurement
 from tawq_core.model import ModelFactory
 from tawq_core.neuron import Neuron
+from tawq_core.quantization import (
+    QuantizeReport,
+    QuantPolicy,
+    SkipReason,
+    UnmarkedRule,
+    quantize,
+    quantized_layers,
+    set_timesteps,
+)
 from tawq_core.quantizer import PackedWeight, Quantizer, QuantMode
 from tawq_core.registry import create, get_registry, list_plugins
 from tawq_core.roles import LayerRole, mark, role_of
@@ -52,14 +62,21 @@ __all__ = [
     "PackedWeight",
     "PluginError",
     "PluginNotFound",
+    "QuantConv1d",
+    "QuantConv2d",
+    "QuantLinear",
     "QuantMode",
+    "QuantPolicy",
+    "QuantizeReport",
     "Quantizer",
     "ShapeError",
+    "SkipReason",
     "TawqError",
     "Timer",
     "TrainConfig",
     "TrainResult",
     "TrainingDiverged",
+    "UnmarkedRule",
     "__version__",
     "build_from_checkpoint",
     "create",
@@ -71,8 +88,11 @@ __all__ = [
     "load_checkpoint",
     "load_into",
     "mark",
+    "quantize",
+    "quantized_layers",
     "role_of",
     "save_checkpoint",
     "seed_everything",
+    "set_timesteps",
     "train",
 ]

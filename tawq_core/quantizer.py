@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from tawq_core.errors import ConfigError
+from tawq_core.errors import ConfigError, ShapeError
 
 
 class QuantMode(str, Enum):
@@ -124,3 +124,25 @@ def check_timesteps(timesteps: int) -> int:
 def float32_weights(w: Tensor) -> Tensor:
     """Quantizer maths runs in float32 even under autocast: fp16 rounding flips thresholds."""
     return w.float() if w.dtype != torch.float32 else w
+
+
+def fan_in_dims(w: Tensor) -> tuple[int, ...]:
+    """The dims a per-output-channel statistic reduces over (all but dim 0); weights must be >= 2-D."""
+    if w.dim() < 2:
+        raise ShapeError(f"per-output-channel quantization needs a weight of >= 2 dims, got {tuple(w.shape)}")
+    return tuple(range(1, w.dim()))
+
+
+class _StraightThrough(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, w: Tensor, w_q: Tensor) -> Tensor:
+        return w_q
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return grad, None
+
+
+def straight_through(w: Tensor, w_q: Tensor) -> Tensor:
+    """Forward exactly `w_q` (so packing stays bit-exact); backward the gradient straight to `w` (STE)."""
+    return _StraightThrough.apply(w, w_q.detach())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from tawq_core import PackedWeight, QuantMode, Quantizer, hookimpl
+from tawq_core import PackedWeight, Quantizer, QuantMode, hookimpl
 from tawq_core.quantizer import check_timesteps, float32_weights
 
 
