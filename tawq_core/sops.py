@@ -1,0 +1,296 @@
+"""Synaptic-operation counting with forward hooks, per layer and per timestep.
+
+Every `nn.Conv1d`, `nn.Conv2d` and `nn.Linear` (quantized subclasses included) is hooked. For each
+layer call, with T-major input (``[T, B, ...]`` or the flattened ``[T·B, ...]``), the counter records:
+
+- dense MACs per timestep (the layer's multiply-accumulates for one sample at one timestep);
+- the input firing rate (fraction of non-zero inputs);
+- conventional operations, the syops convention of Spikingformer/QKFormer: a layer fed binary spikes
+  does ``T · rate · MACs`` accumulates (SOPs, charged at E_AC); the stem (marked with
+  `tawq_core.mark(..., "stem")`) and any layer fed non-binary values do ``T · MACs`` multiply-
+  accumulates (charged at E_MAC);
+- exact operations: the number of (non-zero input, non-zero effective weight) pairs per timestep,
+  counted by running the layer's own convolution / matmul on the 0/1 indicators of the input and of
+  the weight at that timestep (``|q_t| != 0`` for temporal quantizers, one indicator for static ones,
+  every weight not exactly 0 for fp32). This is what a zero-skipping implementation executes, and what
+  ternary zero weights save. Binary-input pairs are accumulates, other pairs multiply-accumulates.
+
+All totals are per input sample, summed over the T timesteps. Biases, normalisation, pooling, and
+products of two activation tensors (attention's Q·Kᵀ) are not counted. Firing rates of every
+`tawq_core.Neuron`'s output are recorded too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from tawq_core.errors import ShapeError
+from tawq_core.neuron import Neuron
+from tawq_core.roles import LayerRole, role_of
+
+COUNTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
+
+
+def layer_macs_per_output(module: nn.Module) -> int:
+    """Multiply-accumulates behind ONE output element: ``in/groups · prod(kernel)`` or ``in_features``."""
+    if isinstance(module, nn.Linear):
+        return module.in_features
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+        return module.in_channels // module.groups * math.prod(module.kernel_size)
+    raise TypeError(f"not a counted layer: {type(module).__name__}")
+
+
+def layer_macs(module: nn.Module, output_shape: tuple[int, ...] | torch.Size) -> int:
+    """Dense MACs producing an output of `output_shape` (no time dim): works on meta-device shapes."""
+    return math.prod(output_shape) * layer_macs_per_output(module)
+
+
+@dataclass
+class LayerOps:
+    """One counted layer; operation figures are per input sample, summed over T timesteps."""
+
+    name: str
+    kind: str
+    charged_as: str  # "ac" (binary spike input), "mac" (stem role or non-binary input), "mixed"
+    reason: str
+    calls: int = 0
+    macs_per_step: float = 0.0  # dense MACs at one timestep
+    input_rate: float = 0.0  # fraction of non-zero inputs
+    weight_density: float = 0.0  # fraction of non-zero effective weights, averaged over timesteps
+    conventional_ac: float = 0.0
+    conventional_mac: float = 0.0
+    exact_ac: float = 0.0
+    exact_mac: float = 0.0
+    exact_per_step: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NeuronRate:
+    name: str
+    rate: float
+    elements: int
+
+
+@dataclass(frozen=True)
+class OpsReport:
+    """Per-layer rows and totals, per input sample over all timesteps."""
+
+    timesteps: int
+    samples: int
+    layers: tuple[LayerOps, ...]
+    neurons: tuple[NeuronRate, ...]
+    firing_rate: float | None  # spikes / neuron outputs over all Neuron modules; None without neurons
+
+    @property
+    def conventional_ac(self) -> float:
+        """SOPs, syops convention: Σ T · rate · MACs over spike-fed layers."""
+        return sum(r.conventional_ac for r in self.layers)
+
+    @property
+    def conventional_mac(self) -> float:
+        return sum(r.conventional_mac for r in self.layers)
+
+    @property
+    def exact_ac(self) -> float:
+        return sum(r.exact_ac for r in self.layers)
+
+    @property
+    def exact_mac(self) -> float:
+        return sum(r.exact_mac for r in self.layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "timesteps": self.timesteps, "samples": self.samples, "firing_rate": self.firing_rate,
+            "totals": {"conventional_ac": self.conventional_ac, "conventional_mac": self.conventional_mac,
+                       "exact_ac": self.exact_ac, "exact_mac": self.exact_mac},
+            "layers": [asdict(r) for r in self.layers], "neurons": [asdict(n) for n in self.neurons],
+        }
+
+
+class _LayerTally:
+    """Running sums for one layer over every call (whole batches, all timesteps)."""
+
+    def __init__(self, name: str, module: nn.Module):
+        self.name, self.module = name, module
+        self.calls = self.binary_calls = 0
+        self.dense = 0.0  # dense MACs over all rows
+        self.nonzero = self.elements = 0
+        self.weight_nonzero = self.weight_elements = 0
+        self.conv_ac = self.conv_mac = self.exact_ac = self.exact_mac = 0.0
+        self.per_step: Tensor | None = None
+
+
+def _split_time(x: Tensor, timesteps: int, sample_dims: int, who: str, any_leading: bool) -> Tensor:
+    """``[T, N, *sample]`` view of a T-major input, whichever of the two layouts it came in
+    (`any_leading`: linear layers also take ``[T, B, tokens, ...]``)."""
+    if x.dim() == sample_dims + 2 and x.shape[0] == timesteps:
+        return x
+    if x.dim() >= sample_dims + 1 and x.shape[0] % timesteps == 0 and (any_leading or x.dim() == sample_dims + 1):
+        return x.reshape(timesteps, -1, *x.shape[x.dim() - sample_dims:])
+    raise ShapeError(f"op counting: {who} got input {tuple(x.shape)}, which is not T-major [T, B, ...] or "
+                     f"[T*B, ...] with T={timesteps}; run the model on time-major input")
+
+
+def _weight_indicator(module: nn.Module, timesteps: int, who: str) -> Tensor:
+    """``[T, *w.shape]`` float 0/1 indicator of the effective weights at each timestep."""
+    effective = module.effective_weight() if hasattr(module, "effective_weight") else module.weight
+    w = effective.detach()
+    if w.dim() == module.weight.dim():
+        w = w.unsqueeze(0).expand(timesteps, *w.shape)
+    elif w.shape[0] != timesteps:
+        raise ShapeError(f"op counting: {who} has {w.shape[0]} per-timestep weight sets but T={timesteps}")
+    return (w != 0).float()
+
+
+def _pairs_per_step(module: nn.Module, ind_x: Tensor, ind_w: Tensor) -> Tensor:
+    """(non-zero input, non-zero weight) pairs at each timestep, summed over the batch: ``[T]``."""
+    if isinstance(module, nn.Linear):
+        per_feature = ind_x.reshape(ind_x.shape[0], -1, ind_x.shape[-1]).sum(1, dtype=torch.float64)  # [T, in]
+        return (per_feature * ind_w.sum(1, dtype=torch.float64)).sum(1)  # ind_w: [T, out, in]
+    conv_forward = nn.Conv1d._conv_forward if isinstance(module, nn.Conv1d) else nn.Conv2d._conv_forward
+    return torch.stack([conv_forward(module, ind_x[t], ind_w[t], None).sum(dtype=torch.float64)
+                        for t in range(ind_x.shape[0])])
+
+
+class OpsCounter:
+    """Hooks a model while the ``with`` block runs; call the model on one or more batches inside it.
+
+    ``timesteps`` defaults to the model input's leading dim; a layer with its own ``.timesteps``
+    (tawq's quantized layers) uses that.
+    """
+
+    def __init__(self, model: nn.Module, timesteps: int | None = None):
+        self.model = model
+        self.timesteps = timesteps
+        self.samples = 0
+        self._layers: dict[nn.Module, _LayerTally] = {}
+        self._neurons: dict[str, list[int]] = {}
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> OpsCounter:
+        self._handles.append(self.model.register_forward_pre_hook(self._on_model_input))
+        for name, module in self.model.named_modules():
+            if isinstance(module, COUNTED):
+                self._layers[module] = _LayerTally(name or type(module).__name__, module)
+                self._handles.append(module.register_forward_hook(self._on_layer))
+            elif isinstance(module, Neuron):
+                self._neurons[name] = [0, 0]
+                self._handles.append(module.register_forward_hook(self._neuron_hook(name)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _on_model_input(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        x = args[0] if args else None
+        if not isinstance(x, Tensor) or x.dim() < 2:
+            raise ShapeError("op counting needs the model's first argument to be a time-major tensor [T, B, ...]")
+        if self.timesteps is None:
+            self.timesteps = int(x.shape[0])
+        self.samples += int(x.shape[1])
+
+    def _neuron_hook(self, name: str) -> Any:
+        def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+            if isinstance(out, Tensor):
+                tally = self._neurons[name]
+                tally[0] += int(torch.count_nonzero(out))
+                tally[1] += out.numel()
+        return hook
+
+    def _on_layer(self, module: nn.Module, args: tuple[Any, ...], out: Tensor) -> None:
+        tally = self._layers[module]
+        T = getattr(module, "timesteps", None) or self.timesteps
+        if T is None:
+            raise ShapeError(f"op counting: {tally.name} ran before the model received its [T, B, ...] input; "
+                             "pass timesteps= to OpsCounter")
+        linear = isinstance(module, nn.Linear)
+        sample_dims = 1 if linear else module.weight.dim() - 1
+        x = _split_time(args[0].detach(), int(T), sample_dims, tally.name, any_leading=linear)
+        with torch.no_grad():
+            ind_x = (x != 0).float()
+            ind_w = _weight_indicator(module, int(T), tally.name)
+            pairs = _pairs_per_step(module, ind_x, ind_w)
+        nonzero, elements = int(ind_x.sum()), x.numel()
+        dense = float(out.numel() * layer_macs_per_output(module))
+        binary = bool(((x == 0) | (x == 1)).all()) and role_of(module) != LayerRole.STEM
+        tally.calls += 1
+        tally.binary_calls += binary
+        tally.dense += dense
+        tally.nonzero += nonzero
+        tally.elements += elements
+        tally.weight_nonzero += int(ind_w.sum())
+        tally.weight_elements += ind_w.numel()
+        if binary:
+            tally.conv_ac += dense * nonzero / elements
+            tally.exact_ac += float(pairs.sum())
+        else:
+            tally.conv_mac += dense
+            tally.exact_mac += float(pairs.sum())
+        pairs = pairs.cpu()
+        if tally.per_step is not None and tally.per_step.shape != pairs.shape:
+            raise ShapeError(f"op counting: {tally.name} ran with T={T} after T={tally.per_step.shape[0]}; "
+                             "count batches with the same number of timesteps together")
+        tally.per_step = pairs if tally.per_step is None else tally.per_step + pairs
+
+    def report(self) -> OpsReport:
+        """The counts so far, per input sample (divided by the samples the model has seen)."""
+        if self.samples == 0 or self.timesteps is None:
+            raise ShapeError("op counting saw no forward pass: call the model inside `with OpsCounter(model):`")
+        n = self.samples
+        rows = []
+        for tally in self._layers.values():
+            if tally.calls == 0:
+                continue
+            charged = "ac" if tally.binary_calls == tally.calls else "mac" if tally.binary_calls == 0 else "mixed"
+            reason = ("stem role" if role_of(tally.module) == LayerRole.STEM
+                      else "binary spike input" if charged == "ac" else "non-binary input")
+            per_step = tally.per_step.tolist() if tally.per_step is not None else []
+            rows.append(LayerOps(
+                name=tally.name, kind=type(tally.module).__name__, charged_as=charged, reason=reason,
+                calls=tally.calls, macs_per_step=tally.dense / (self.timesteps * n),
+                input_rate=tally.nonzero / max(tally.elements, 1),
+                weight_density=tally.weight_nonzero / max(tally.weight_elements, 1),
+                conventional_ac=tally.conv_ac / n, conventional_mac=tally.conv_mac / n,
+                exact_ac=tally.exact_ac / n, exact_mac=tally.exact_mac / n,
+                exact_per_step=[p / n for p in per_step],
+            ))
+        neurons = tuple(NeuronRate(name, spikes / total, total)
+                        for name, (spikes, total) in self._neurons.items() if total)
+        total = sum(r.elements for r in neurons)
+        rate = sum(r.rate * r.elements for r in neurons) / total if total else None
+        return OpsReport(int(self.timesteps), n, tuple(rows), neurons, rate)
+
+
+@contextmanager
+def _eval_no_grad(model: nn.Module) -> Iterator[None]:
+    """Eval mode (no BatchNorm statistic updates, no dropout) and no autograd, then restore every flag."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for module, mode in modes:
+            module.training = mode
+
+
+def count_ops(model: nn.Module, x: Tensor | list[Tensor], timesteps: int | None = None) -> OpsReport:
+    """Run `model` (in eval mode, without autograd) on one T-major batch or a list of batches and count.
+
+    Returns per-sample figures over all T timesteps; see the module docstring for both conventions.
+    """
+    batches = x if isinstance(x, (list, tuple)) else [x]
+    with _eval_no_grad(model), OpsCounter(model, timesteps) as counter:
+        for batch in batches:
+            model(batch)
+    return counter.report()
+
