@@ -105,6 +105,20 @@ def positive_int(name: str, option: str, value: object, maximum: int | None = No
     return value
 
 
+def boolean(name: str, option: str, value: object) -> bool:
+    """Validate a flag option: "false" from a command line must not silently count as True."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"dataset {name!r}: {option} must be true or false, got {value!r}")
+    return value
+
+
+def fraction(name: str, option: str, value: object) -> float:
+    """Validate a share strictly between 0 and 1."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        raise ConfigError(f"dataset {name!r}: {option} must be a number strictly between 0 and 1, got {value!r}")
+    return float(value)
+
+
 class ArrayDataset(Dataset):
     """An in-memory split: float32 samples and integer labels, indexed as ``(sample, int label)``."""
 

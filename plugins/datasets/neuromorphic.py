@@ -16,7 +16,7 @@ from torch.utils.data import Subset
 
 from tawq_core import ConfigError, DatasetNotFound, DatasetSplits, Encoding, hookimpl
 
-from .common import data_root, files_with_suffix, not_found, positive_int, reading, unreadable
+from .common import boolean, data_root, files_with_suffix, fraction, not_found, positive_int, reading, unreadable
 
 SHD_SOURCE = ("https://zenkelab.org/resources/spiking-heidelberg-datasets-shd/ "
               "(tonic fetches https://zenkelab.org/datasets/shd_train.h5.zip and shd_test.h5.zip)")
@@ -106,6 +106,7 @@ def nmnist(*, data_dir: str | None = None, download: bool = False, timesteps: in
            first_saccade_only: bool = False) -> DatasetSplits:
     """N-MNIST: MNIST digits recorded by a moving ATIS camera, 34x34x2 frames."""
     timesteps = positive_int("nmnist", "timesteps", timesteps)
+    first_saccade_only = boolean("nmnist", "first_saccade_only", first_saccade_only)
     root = data_root(data_dir)
     folders = [root / "NMNIST" / split for split in ("Train", "Test")]
     incomplete = lambda: next((folder / str(d) for folder in folders for d in range(10)
@@ -169,8 +170,7 @@ def cifar10_dvs(*, data_dir: str | None = None, download: bool = False, timestep
     """
     timesteps = positive_int("cifar10-dvs", "timesteps", timesteps)
     width, height = _size("cifar10-dvs", size, 128)
-    if not 0 < train_fraction < 1:
-        raise ConfigError(f"dataset 'cifar10-dvs': train_fraction must be in (0, 1), got {train_fraction!r}")
+    train_fraction = fraction("cifar10-dvs", "train_fraction", train_fraction)
     if importlib.util.find_spec("aedat") is None:
         raise DatasetNotFound("dataset 'cifar10-dvs': reading its .aedat4 files needs the 'aedat' package; "
                               "install it with: pip install aedat")

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from tawq_core import ConfigError, DatasetNotFound, DatasetSplits, Encoding, hookimpl
 
-from .common import data_root, download_archive, not_found, positive_int, reading, unreadable
+from .common import boolean, data_root, download_archive, not_found, positive_int, reading, unreadable
 
 PIXELS = 3 * 32 * 32
 CIFAR = {
@@ -117,6 +117,7 @@ def _cifar(name: str, data_dir: str | None, download: bool, size: int, normalize
            label_index: int, num_classes: int) -> DatasetSplits:
     spec = CIFAR[name]
     size = positive_int(name, "size", size)
+    normalize, augment = boolean(name, "normalize", normalize), boolean(name, "augment", augment)
     root = data_root(data_dir)
     folder = root / spec["folder"]
     source = f"{spec['url']} (unpack it into {root})"
@@ -205,6 +206,7 @@ def imagenet(*, data_dir: str | None = None, download: bool = False, size: int =
              augment: bool = True) -> DatasetSplits:
     """ILSVRC-2012 (or any ImageFolder tree) from <data_dir>/imagenet/{train,val}/<class>/<image>."""
     size = positive_int("imagenet", "size", size)
+    normalize, augment = boolean("imagenet", "normalize", normalize), boolean("imagenet", "augment", augment)
     folder = data_root(data_dir) / "imagenet"
     expected = f"{folder}/train/<class>/<images> and {folder}/val/<class>/<images> with the same class folders"
     for split in ("train", "val"):

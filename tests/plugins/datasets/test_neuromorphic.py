@@ -69,6 +69,15 @@ def test_shd_options_are_validated(tmp_path):
         tawq_core.create("dataset", "shd", data_dir=str(tmp_path), timesteps=0)
 
 
+@pytest.mark.parametrize(("name", "options"), [
+    ("cifar10-dvs", {"train_fraction": 1.0}), ("cifar10-dvs", {"size": 256}), ("dvs-gesture", {"size": [64]}),
+    ("nmnist", {"first_saccade_only": "yes"}),
+])
+def test_event_options_are_validated(tmp_path, name, options):
+    with pytest.raises(ConfigError, match=name):
+        tawq_core.create("dataset", name, data_dir=str(tmp_path), **options)
+
+
 def test_shd_corrupt_or_incomplete_h5_names_the_file(tmp_path):
     _shd_tree(tmp_path)
     test_file = tmp_path / "SHD" / "shd_test.h5"

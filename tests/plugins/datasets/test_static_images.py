@@ -143,3 +143,10 @@ def test_imagenet_flat_val_or_missing_tree_explains_the_layout(tmp_path):
         wnid_dir.rmdir()
     with pytest.raises(DatasetNotFound, match=r"must hold class folders"):
         tawq_core.create("dataset", "imagenet", data_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("options", [{"normalize": "no"}, {"augment": 1}, {"size": 0}, {"size": "32"}])
+def test_bad_options_are_config_errors(tmp_path, options):
+    _cifar10_tree(tmp_path)
+    with pytest.raises(tawq_core.ConfigError, match="cifar10"):
+        tawq_core.create("dataset", "cifar10", data_dir=str(tmp_path), **options)
