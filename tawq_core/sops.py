@@ -196,6 +196,9 @@ class OpsCounter:
             raise ShapeError("op counting needs the model's first argument to be a time-major tensor [T, B, ...]")
         if self.timesteps is None:
             self.timesteps = int(x.shape[0])
+        elif x.shape[0] != self.timesteps:
+            raise ShapeError(f"op counting: the model got T={x.shape[0]} after T={self.timesteps}; count batches "
+                             "with the same number of timesteps together")
         self.samples += int(x.shape[1])
 
     def _neuron_hook(self, name: str) -> Any:
