@@ -8,6 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 from tawq_core.backend import Availability, Backend, MeterReading, Timer
 from tawq_core.checkpoint import build_from_checkpoint, load_checkpoint, load_into, save_checkpoint
 from tawq_core.data import DatasetFactory, DatasetSplits, Encoding, encode_batch
+from tawq_core.energy import EnergyModel, estimate_energy, measure_energy
 from tawq_core.errors import (
     BackendUnavailable,
     CheckpointError,
@@ -20,6 +21,7 @@ from tawq_core.errors import (
     TrainingDiverged,
 )
 from tawq_core.hookspecs import hookimpl
+from tawq_core.latency import LatencyStats, measure_latency
 from tawq_core.layers import QuantConv1d, QuantConv2d, QuantLinear
 from tawq_core.measurement import Measurement
 from tawq_core.model import ModelFactory
@@ -36,6 +38,7 @@ from tawq_core.quantization import (
 from tawq_core.quantizer import PackedWeight, Quantizer, QuantMode
 from tawq_core.registry import create, get_registry, list_plugins
 from tawq_core.roles import LayerRole, mark, role_of
+from tawq_core.sops import OpsCounter, OpsReport, count_ops
 from tawq_core.training import EpochRecord, TrainConfig, TrainResult, evaluate, seed_everything, train
 
 try:
@@ -53,12 +56,16 @@ __all__ = [
     "DatasetNotFound",
     "DatasetSplits",
     "Encoding",
+    "EnergyModel",
     "EpochRecord",
+    "LatencyStats",
     "LayerRole",
     "Measurement",
     "MeterReading",
     "ModelFactory",
     "Neuron",
+    "OpsCounter",
+    "OpsReport",
     "PackedWeight",
     "PluginError",
     "PluginNotFound",
@@ -79,8 +86,10 @@ __all__ = [
     "UnmarkedRule",
     "__version__",
     "build_from_checkpoint",
+    "count_ops",
     "create",
     "encode_batch",
+    "estimate_energy",
     "evaluate",
     "get_registry",
     "hookimpl",
@@ -88,6 +97,8 @@ __all__ = [
     "load_checkpoint",
     "load_into",
     "mark",
+    "measure_energy",
+    "measure_latency",
     "quantize",
     "quantized_layers",
     "role_of",
