@@ -20,6 +20,7 @@ from tawq_core.errors import (
     TawqError,
     TrainingDiverged,
 )
+from tawq_core.export import export, load_packed
 from tawq_core.hookspecs import hookimpl
 from tawq_core.latency import LatencyStats, measure_latency
 from tawq_core.layers import QuantConv1d, QuantConv2d, QuantLinear
@@ -91,10 +92,12 @@ __all__ = [
     "encode_batch",
     "estimate_energy",
     "evaluate",
+    "export",
     "get_registry",
     "hookimpl",
     "list_plugins",
     "load_checkpoint",
+    "load_packed",
     "load_into",
     "mark",
     "measure_energy",

@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "train": "tawq_core.cli_train:train",
     "bench": "tawq_core.cli_bench:bench",
     "report": "tawq_core.cli_report:report",
+    "export": "tawq_core.cli_export:export",
 }
 
 

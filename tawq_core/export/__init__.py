@@ -1,0 +1,99 @@
+"""Export a (quantized) tawq model to ONNX, NIR or the packed tawq format, and load packed files back.
+
+`export(model, format, path, ...)` is the one entry point; `load_packed(path)` rebuilds a model from a
+packed file. Formats and their conventions are documented in docs/export.md and in each module:
+`onnx_export` (onnxruntime-verified ONNX), `nir_export` (NIR graph with quantization metadata),
+`packed_format` / `packed_load` (safetensors container of packed weights).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from tawq_core.errors import ConfigError
+from tawq_core.export.errors import ExportError
+from tawq_core.export.nir_export import NirReport, export_nir
+from tawq_core.export.nir_run import run_nir
+from tawq_core.export.onnx_export import OnnxReport, export_onnx
+from tawq_core.export.packed_format import PackedReport, read_packed, write_packed
+from tawq_core.export.packed_load import load_packed
+from tawq_core.quantization import quantized_layers
+
+FORMATS = ("onnx", "nir", "tawq")
+DEFAULT_BATCH = 2
+
+__all__ = ["FORMATS", "ExportError", "NirReport", "OnnxReport", "PackedReport", "export",
+           "load_packed", "read_packed", "run_nir"]
+
+
+def _timesteps(model: nn.Module, timesteps: int | None, example: Tensor | None) -> int:
+    found = {layer.timesteps for _, layer in quantized_layers(model)}
+    if example is not None:
+        found.add(int(example.shape[0]))
+    if timesteps is not None:
+        found.add(int(timesteps))
+    if len(found) > 1:
+        raise ConfigError(f"conflicting timesteps {sorted(found)} (quantized layers, example, timesteps=); "
+                          "export at the T the model was quantized for")
+    if not found:
+        raise ConfigError("cannot tell the number of timesteps: pass timesteps=T (the model has no quantized layers)")
+    return found.pop()
+
+
+def _example(model: nn.Module, T: int, example: Tensor | None, sample_shape: Any, batch: int, seed: int) -> Tensor:
+    if example is not None:
+        return example
+    shape = sample_shape if sample_shape is not None else getattr(model, "sample_shape", None)
+    if shape is None:
+        raise ConfigError("cannot tell the input shape: pass sample_shape=(C, H, W) (without T and B) or example=")
+    return torch.randn(T, batch, *tuple(shape), generator=torch.Generator().manual_seed(seed))
+
+
+def _same_outputs(model: nn.Module, loaded: nn.Module, x: Tensor) -> bool:
+    reference = copy.deepcopy(model).cpu().eval()
+    with torch.no_grad():
+        return bool(torch.equal(reference(x), loaded(x)))
+
+
+def export(model: nn.Module, format: str, path: str | Path, *, example: Tensor | None = None,
+           sample_shape: tuple[int, ...] | None = None, timesteps: int | None = None, batch_size: int = DEFAULT_BATCH,
+           model_name: str | None = None, model_options: dict[str, Any] | None = None,
+           quantizer_options: dict[str, Any] | None = None, verify: bool = True, seed: int = 0,
+           **options: Any) -> OnnxReport | NirReport | PackedReport:
+    """Write `model` to `path` in `format` ("onnx", "nir" or "tawq") and return a report (``.to_dict()``).
+
+    Inputs are ``[T, B, *sample_shape]``: `example` is used as given, otherwise a seeded random batch of
+    `batch_size` is drawn with `sample_shape` (default: the model's ``sample_shape`` attribute) and T
+    from the quantized layers (or `timesteps`). ONNX and NIR files are verified against the model on that
+    input (`verify`). For "tawq", `model_name` and `model_options` (the `tawq_core.create` arguments)
+    make the file self-contained (and `verify` then reloads it and checks the outputs are bit-identical);
+    without them `load_packed` needs the fp32 model passed in.
+    Extra `options` go to the format's writer (ONNX: ``opset``, ``atol``; NIR: ``dt``, ``atol``).
+    """
+    if format not in FORMATS:
+        raise ConfigError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    T = _timesteps(model, timesteps, example)
+    if format == "tawq":
+        if options:
+            raise ConfigError(f"unknown options for the tawq format: {sorted(options)}")
+        name = model_name if model_name is not None else (getattr(model, "model_name", None) if model_options
+                                                          else None)
+        report = write_packed(model, path, timesteps=T, model_name=name, model_options=model_options,
+                              quantizer_options=quantizer_options)
+        if verify and name is not None:
+            x = _example(model, T, example, sample_shape, batch_size, seed)
+            report = replace(report, bit_exact=_same_outputs(model, load_packed(path), x))
+            if not report.bit_exact:
+                raise ExportError(f"the model reloaded from {path} does not reproduce the model's outputs; "
+                                  "are model_name/model_options those the model was built with?")
+        return report
+    x = _example(model, T, example, sample_shape, batch_size, seed)
+    if format == "onnx":
+        return export_onnx(model, path, x, verify=verify, **options)
+    return export_nir(model, path, x, verify=verify, **options)

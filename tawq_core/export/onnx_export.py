@@ -1,0 +1,109 @@
+"""ONNX export: timesteps unrolled, effective weights as constants, dynamic batch, checked by onnxruntime.
+
+The model's inference form (see `tawq_core.export.inference`) is traced with torch's TorchScript-based
+exporter (``dynamo=False``): the dynamo exporter needs onnxscript, and the neurons' T-step loops
+unroll naturally under tracing. The graph takes ``input`` ``[T, batch, *sample_shape]`` (batch is a
+dynamic axis) and returns ``output`` (the model's logits). After writing, the file is checked with
+``onnx.checker`` and run in onnxruntime on the example input (and on one with another batch size);
+a difference to torch above `atol` raises instead of leaving a silently wrong file behind.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from tawq_core.errors import ConfigError
+from tawq_core.export.errors import ExportError
+from tawq_core.export.inference import inference_form
+
+DEFAULT_OPSET = 17
+DEFAULT_ATOL = 1e-5
+
+
+@dataclass
+class OnnxReport:
+    path: Path
+    bytes: int
+    opset: int
+    max_abs_diff: float
+    checked_batches: list[int] = field(default_factory=list)
+    nodes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": "onnx", "path": str(self.path), "bytes": self.bytes, "opset": self.opset,
+                "max_abs_diff": self.max_abs_diff, "checked_batches": self.checked_batches, "nodes": self.nodes}
+
+
+def _outputs(model: nn.Module, x: Tensor) -> np.ndarray:
+    with torch.no_grad():
+        y = model(x)
+    if not isinstance(y, Tensor):
+        raise ExportError(f"ONNX export needs a model returning one tensor, got {type(y).__name__}")
+    return y.detach().cpu().numpy()
+
+
+def _verify(data: bytes, model: nn.Module, examples: list[Tensor], atol: float) -> float:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for x in examples:
+        expected = _outputs(model, x)
+        got = session.run(None, {"input": x.numpy()})[0]
+        if got.shape != expected.shape:
+            raise ExportError(f"onnxruntime returned shape {got.shape} for input {tuple(x.shape)}, torch "
+                              f"{expected.shape}; the model's forward hard-codes a batch size")
+        worst = max(worst, float(np.abs(got - expected).max()) if got.size else 0.0)
+    if worst > atol:
+        raise ExportError(f"onnxruntime output differs from torch by {worst:.3g} (> {atol:g}); a module "
+                          "probably does not trace (in-place writes or custom autograd Functions in a neuron "
+                          "tawq does not recognise); see docs/export.md")
+    return worst
+
+
+def export_onnx(model: nn.Module, path: str | Path, example: Tensor, *, opset: int = DEFAULT_OPSET,
+                atol: float = DEFAULT_ATOL, verify: bool = True) -> OnnxReport:
+    """Write `model` (run on `example` ``[T, B, ...]``) as ONNX to `path` and verify it with onnxruntime."""
+    import onnx
+
+    if example.dim() < 2:
+        raise ConfigError(f"ONNX export needs an example input [T, B, ...], got shape {tuple(example.shape)}")
+    reference = copy.deepcopy(model).cpu().eval()  # the caller's model is left as it is (device, mode)
+    example = example.detach().cpu().float()
+    form = inference_form(reference)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer warnings about python ints and the legacy exporter notice
+        try:
+            torch.onnx.export(form, (example,), buffer, dynamo=False, opset_version=opset,
+                              input_names=["input"], output_names=["output"],
+                              dynamic_axes={"input": {1: "batch"}, "output": {0: "batch"}},
+                              do_constant_folding=True)
+        except Exception as exc:  # tracer/exporter failures come in many types; report one line
+            raise ExportError(f"torch.onnx could not trace the model: {type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    data = buffer.getvalue()
+    proto = onnx.load_from_string(data)
+    onnx.checker.check_model(proto, full_check=True)
+    diff, batches = 0.0, []
+    if verify:
+        other = example.repeat(1, 2, *([1] * (example.dim() - 2)))[:, : example.shape[1] + 1]
+        noise = torch.randn(other.shape, generator=torch.Generator().manual_seed(0))
+        examples = [example, other + 0.1 * noise]  # a second batch size proves the batch axis is dynamic
+        batches = [int(x.shape[1]) for x in examples]
+        diff = _verify(data, reference, examples, atol)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return OnnxReport(target, len(data), opset, diff, batches, len(proto.graph.node))
+
+
