@@ -38,13 +38,19 @@ def bench(preset: str | None, quantizers: str | None, backends: str | None, mode
     Finished cells are cached under the run directory, so re-running the same command resumes and
     recomputes nothing that had finished; Ctrl-C keeps everything finished so far.
     """
-    from tawq_core.bench import load_preset, run_bench
+    from tawq_core.bench import Runner, load_preset
 
     config = load_preset(preset or DEFAULT_PRESET).with_overrides(
         quantizers=_csv(quantizers), backends=_csv(backends), model=model, dataset=dataset,
         timesteps=timesteps, epochs=epochs, batch_size=batch_size, seeds=seeds, data_dir=data_dir,
     )
     log = None if quiet else (lambda line: click.echo(line, err=True))
-    result = run_bench(config, Path(out_dir), force=force, log=log, progress=False if quiet else None)
+    runner = Runner(config, Path(out_dir), force=force, log=log, progress=False if quiet else None)
+    try:
+        result = runner.run()
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: {len(runner.computed)} cell(s) finished in this run are saved under "
+                   f"{runner.run_dir}", err=True)
+        raise  # the CLI turns it into its one-line resume hint and exit code 130
     if result.markdown:
         click.echo(result.markdown, nl=False)

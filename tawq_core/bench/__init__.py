@@ -8,12 +8,13 @@ and measure one model), `runner` (the loop), `aggregate`/`render`/`notes`/`plots
 
 from tawq_core.bench.config import BenchConfig, MeasureConfig, from_mapping, load_preset, preset_names
 from tawq_core.bench.report import load_results, render_run
-from tawq_core.bench.runner import BenchResult, run_bench
+from tawq_core.bench.runner import BenchResult, Runner, run_bench
 
 __all__ = [
     "BenchConfig",
     "BenchResult",
     "MeasureConfig",
+    "Runner",
     "from_mapping",
     "load_preset",
     "load_results",

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from tawq_core.backend import Backend
 from tawq_core.bench.config import BenchConfig
 from tawq_core.data import DatasetSplits, encode_batch
+from tawq_core.measurement import Measurement
 from tawq_core.quantization import quantize, quantized_layers
 from tawq_core.quantizer import Quantizer
 from tawq_core.registry import create
@@ -116,9 +117,18 @@ def estimates(model: nn.Module, cfg: BenchConfig, splits: DatasetSplits,
     inputs = model_inputs(cfg, splits, splits.test, cfg.measure.batch_size, cfg.measure.ops_batches, device)
     model.to(device).eval()
     report = count_ops(model, inputs)
-    energy = estimate_energy(report)
+    energy = estimate_energy(report, cfg.measure.energy_model)
     ops = {"samples": report.samples, "firing_rate": report.firing_rate, **report.to_dict()["totals"]}
-    return ops, {"conventional": energy.conventional.to_dict(), "exact": energy.exact.to_dict()}
+    return ops, {"conventional": _per_sample(energy["conventional"]), "exact": _per_sample(energy["exact"]),
+                 "energy_model": energy["energy_model"]}
+
+
+def _per_sample(m: Measurement, samples: int = 1) -> dict[str, Any]:
+    """A `Measurement` as a dict, its value divided down to one sample, unit "J/sample"."""
+    record = m.to_dict()
+    if m.value is not None:
+        record.update(value=m.value / samples, unit=f"{m.unit}/sample")
+    return record
 
 
 def measure(model: nn.Module, cfg: BenchConfig, splits: DatasetSplits, backend: Backend) -> dict[str, Any]:
@@ -138,15 +148,11 @@ def measure(model: nn.Module, cfg: BenchConfig, splits: DatasetSplits, backend: 
     with backend.peak_memory() as memory:
         latency = measure_latency(backend, forward, warmup=m.warmup, repeats=m.repeats)
     energy = measure_energy(backend, forward, min_seconds=m.energy_seconds)
-    measured = energy.to_dict()
-    if energy.value is not None:
-        calls = energy.details.get("calls", 1)
-        measured = {**measured, "value": energy.value / (calls * batch), "unit": "J/sample"}
     return {
         "latency": {"batch_size": batch, "batch_median_s": latency.median_s, "batch_p90_s": latency.p90_s,
                     "batch_mean_s": latency.mean_s, "sample_median_s": latency.median_s / batch,
                     "sample_p90_s": latency.p90_s / batch, "throughput_sps": batch / latency.median_s,
                     "repeats": len(latency.samples), "warmup": latency.warmup, "method": latency.method},
         "memory": memory.result.to_dict(),
-        "energy": {"measured": measured},
+        "energy": {"measured": _per_sample(energy, batch)},
     }

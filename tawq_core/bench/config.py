@@ -79,11 +79,16 @@ class MeasureConfig:
     energy_seconds: float = 1.0  # minimum metered duration for the measured-energy column
     ops_batches: int = 2  # test batches over which firing rates and SOPs are counted
     calibration_batches: int = 8  # training batches shown to PTQ calibration
+    energy_model: str = "45nm-fp32"  # per-operation energies of the estimates (tawq_core/energy_models.toml)
 
     def __post_init__(self) -> None:
+        from tawq_core.energy import get_energy_model
+
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.type == "float":
+            if f.type == "str":
+                get_energy_model(_name(f"measure.{f.name}", value))
+            elif f.type == "float":
                 object.__setattr__(self, f.name, _positive_number(f"measure.{f.name}", value))
             else:
                 _positive_int(f"measure.{f.name}", value, 0 if f.name == "warmup" else 1)

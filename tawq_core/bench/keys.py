@@ -45,8 +45,9 @@ def model_key(cfg: BenchConfig, seed: int, quantizer: str, mode: str) -> str:
 
 
 def stage_key(cfg: BenchConfig, seed: int, quantizer: str, mode: str) -> str:
-    return digest({"model": model_spec(cfg, seed, quantizer, mode), "ops_batches": cfg.measure.ops_batches,
-                   "ops_batch_size": cfg.measure.batch_size})
+    m = cfg.measure
+    return digest({"model": model_spec(cfg, seed, quantizer, mode), "ops_batches": m.ops_batches,
+                   "ops_batch_size": m.batch_size, "energy_model": m.energy_model})
 
 
 def cell_key(cfg: BenchConfig, seed: int, quantizer: str, mode: str, backend: str) -> str:

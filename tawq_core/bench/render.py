@@ -62,7 +62,7 @@ MARKDOWN_COLUMNS: list[tuple[str, Callable[[Row], str]]] = [
     ("quantizer", _quantizer_label),
     ("backend", lambda r: r["backend"]),
     ("top-1 %", lambda r: _pm(r, "top1")),
-    ("Δ vs fp32 (pp)", lambda r: _pm(r, "drop", signed=True)),
+    ("Δ vs fp32 (pp)", lambda r: "ref" if r["quantizer"] == "fp32" else _pm(r, "drop", signed=True)),
     ("latency/batch ms (median / p90)", _latency),
     ("latency/sample µs (median)", lambda r: _pm(r, "latency_sample_median_s", 1e6, 1)),
     ("throughput samples/s", lambda r: _pm(r, "throughput_sps", 1.0, 0)),
@@ -71,7 +71,7 @@ MARKDOWN_COLUMNS: list[tuple[str, Callable[[Row], str]]] = [
     ("energy measured µJ/sample", lambda r: _sig(r, "energy_measured_j", 1e6)),
     ("peak memory MiB", lambda r: _sig(r, "peak_memory_b", 1 / 2**20)),
     ("weights KiB", lambda r: _sig(r, "weight_bytes", 1 / 1024)),
-    ("bits/weight (quantized layers)", lambda r: _pm(r, "bits_per_weight")),
+    ("bits/weight (quantized layers)", lambda r: _fmt(r, "bits_per_weight", "{:.2f}")),
     ("compression vs fp32", lambda r: _fmt(r, "compression", "{:.2f}×")),
     ("mean firing rate", lambda r: _pm(r, "firing_rate", 1.0, 3)),
     ("params quantized", lambda r: _fmt(r, "params_quantized", "{:,.0f}")),
@@ -100,6 +100,26 @@ def _reason_notes(rows: list[Row]) -> list[str]:
             for (field, reason), where in seen.items()]
 
 
+def _short_sha(sha: str) -> str:
+    return sha if sha.startswith("n/a") else sha[:12] + ("+dirty" if sha.endswith("+dirty") else "")
+
+
+def _provenance_note(records: list[dict[str, Any]], fallback: dict[str, Any]) -> str:
+    """Versions, commit and machine of the cells themselves (a resumed run may mix several)."""
+    provs = [r["provenance"] for r in records if isinstance(r.get("provenance"), dict)] or [fallback]
+
+    def one(label: str, get: Callable[[dict[str, Any]], str]) -> str:
+        values = list(dict.fromkeys(get(p) for p in provs))
+        return f"{label} {values[0]}" if len(values) == 1 else f"{label} mixed ({', '.join(values)})"
+
+    return "; ".join([
+        one("tawq", lambda p: str(p.get("tawq", "?"))), one("torch", lambda p: str(p.get("torch", "?"))),
+        one("git", lambda p: _short_sha(str(p.get("git_sha", "n/a")))),
+        one("machine:", lambda p: f"{p.get('machine', {}).get('cpu', '?')}, "
+                                  f"{p.get('machine', {}).get('torch_threads', '?')} torch threads"),
+    ])
+
+
 def markdown(results: dict[str, Any], rows: list[Row]) -> str:
     """The whole ``matrix.md``: title, table, then notes stating conventions and provenance."""
     cfg, prov = results["config"], results.get("provenance", {})
@@ -107,12 +127,8 @@ def markdown(results: dict[str, Any], rows: list[Row]) -> str:
              f"seeds {', '.join(map(str, cfg['seeds']))}")
     notes = [f"- {line}" for line in results.get("notes", [])]
     notes += [f"- {line}" for line in _reason_notes(rows)]
-    machine = prov.get("machine", {})
-    notes.append(
-        f"- run `{results['run_id']}`, config sha256 `{results['config_hash'][:16]}`, tawq {prov.get('tawq', '?')}, "
-        f"torch {prov.get('torch', '?')}, git {prov.get('git_sha', 'n/a')[:12]}; machine: {machine.get('cpu', '?')}, "
-        f"{machine.get('torch_threads', '?')} torch threads"
-    )
+    notes.append(f"- run `{results['run_id']}`, config sha256 `{results['config_hash'][:16]}`; "
+                 f"{_provenance_note(results.get('records', []), prov)}")
     return "\n".join([title, "", markdown_table(rows), "", *notes]) + "\n"
 
 
