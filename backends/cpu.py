@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from tawq_backends.rapl import DEFAULT_ROOT, MIN_WINDOW_S, rapl_availability, rapl_energy
 
+from tawq_backends.rapl import DEFAULT_ROOT, MIN_WINDOW_S, rapl_availability, rapl_energy
 from tawq_core import Availability, Backend, Measurement, MeterReading, Timer, hookimpl
 
 PROC_STATUS = Path("/proc/self/status")

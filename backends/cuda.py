@@ -7,6 +7,7 @@ from types import ModuleType
 from typing import Any
 
 import torch
+
 from tawq_backends._accelerator import AcceleratorBackend, EventTimer, unavailable_meter
 from tawq_backends.nvml import (
     COUNTER_UPDATE_S,
@@ -15,7 +16,6 @@ from tawq_backends.nvml import (
     nvml_energy,
     nvml_energy_availability,
 )
-
 from tawq_core import Availability, MeterReading, hookimpl
 
 

@@ -23,9 +23,9 @@ from types import ModuleType
 from typing import NamedTuple
 
 import torch
+
 from tawq_backends._accelerator import AcceleratorBackend, EventTimer, unavailable_meter
 from tawq_backends.npu_smi import MIN_WINDOW_S, find_npu_smi, npu_smi_availability, npu_smi_energy, smi_device_id
-
 from tawq_core import Availability, MeterReading, hookimpl
 
 NOT_INSTALLED = "torch_npu not installed (pip install 'tawq[npu]'; needs Ascend CANN)"

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 from tawq_backends._power import sampled_energy
-
 from tawq_core import Availability, MeterReading
 
 SAMPLE_INTERVAL_S = 0.1  # >= 10 Hz

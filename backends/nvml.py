@@ -18,7 +18,6 @@ from types import ModuleType
 from typing import Any
 
 from tawq_backends._power import sampled_energy
-
 from tawq_core import Availability, Measurement, MeterReading
 
 #: The counter's slowest refresh period; a shorter region cannot be metered at all.

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+
 from tawq_backends._accelerator import AcceleratorBackend, EventTimer
 from tawq_backends.cuda import CudaBackend
 from tawq_backends.npu import NpuBackend
-
 from tawq_core import Availability, BackendUnavailable
 
 

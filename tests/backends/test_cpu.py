@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from tawq_backends import cpu as cpu_module
 from tawq_backends.cpu import CpuBackend
-
 from tawq_core import Availability, create, list_plugins
 
 

@@ -8,10 +8,10 @@ import types
 
 import pytest
 import torch
+
 from tawq_backends import cuda as cuda_module
 from tawq_backends.cuda import CudaBackend, cuda_availability
 from tawq_backends.nvml import INSTALL_HINT, handle_by_uuid, nvml_energy, nvml_energy_availability
-
 from tawq_core import Availability, BackendUnavailable, create
 
 HAS_CUDA = torch.cuda.is_available()

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tawq_backends import npu as npu_module
 from tawq_backends.npu import NOT_INSTALLED, NpuBackend, NpuProbe, probe_torch_npu
 from tawq_backends.npu_smi import (
@@ -20,7 +21,6 @@ from tawq_backends.npu_smi import (
     parse_power_w,
     smi_device_id,
 )
-
 from tawq_core import Availability, BackendUnavailable, create
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from tawq_backends._power import PowerSampler, integrate_power, sampled_energy
 
 

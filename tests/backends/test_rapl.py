@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tawq_backends.rapl import energy_delta_uj, find_zones, rapl_availability, rapl_energy
 
 MAX_RANGE_UJ = 262_143_328_850

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from tawq_backends.cpu import CpuBackend
 from torch import nn
 
+from tawq_backends.cpu import CpuBackend
 from tawq_core import Availability, ConfigError, Measurement, MeterReading, mark
 from tawq_core.energy import EnergyModel, energy_models, estimate_energy, get_energy_model, measure_energy
 from tawq_core.sops import LayerOps, OpsReport, count_ops
