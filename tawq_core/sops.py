@@ -120,7 +120,7 @@ class _LayerTally:
     def __init__(self, name: str, module: nn.Module):
         self.name, self.module = name, module
         self.calls = self.binary_calls = 0
-        self.dense = 0.0  # dense MACs over all rows
+        self.dense = 0.0  # dense MACs over every call (whole batches, all timesteps)
         self.nonzero = self.elements = 0
         self.weight_nonzero = self.weight_elements = 0
         self.conv_ac = self.conv_mac = self.exact_ac = self.exact_mac = 0.0
@@ -233,7 +233,7 @@ class OpsCounter:
         tally.weight_nonzero += int(ind_w.sum())
         tally.weight_elements += ind_w.numel()
         if binary:
-            tally.conv_ac += dense * nonzero / elements
+            tally.conv_ac += dense * nonzero / max(elements, 1)
             tally.exact_ac += float(pairs.sum())
         else:
             tally.conv_mac += dense
