@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from tawq_core.errors import ShapeError
 from tawq_core.quantizer import Quantizer, check_timesteps
+from tawq_core.roles import ROLE_ATTRIBUTE
 
 
 def resolve_quantizer(quantizer: Quantizer | str) -> Quantizer:
@@ -62,9 +63,8 @@ class _QuantMixin:
         new.weight.requires_grad_(layer.weight.requires_grad)
         if layer.bias is not None:
             new.bias.requires_grad_(layer.bias.requires_grad)
-        for attribute in ("tawq_role",):  # keep role marks so policies and exporters still see them
-            if hasattr(layer, attribute):
-                setattr(new, attribute, getattr(layer, attribute))
+        if hasattr(layer, ROLE_ATTRIBUTE):  # keep role marks so policies and exporters still see them
+            setattr(new, ROLE_ATTRIBUTE, getattr(layer, ROLE_ATTRIBUTE))
         new.train(layer.training)
         return new
 

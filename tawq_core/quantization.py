@@ -208,8 +208,8 @@ def quantize(model: nn.Module, quantizer: Quantizer | str, timesteps: int,
         replacements[id(module)] = quant_type.from_float(module, quantizer, timesteps)
         report.swapped.append(SwappedLayer(name, quant_type.__name__, module.weight.numel()))
     for parent in list(model.modules()):
-        for child_name, child in list(parent.named_children()):
-            if id(child) in replacements:
+        for child_name, child in list(parent._modules.items()):  # named_children() hides repeats
+            if child is not None and id(child) in replacements:
                 setattr(parent, child_name, replacements[id(child)])
     report.total_params = sum(p.numel() for p in model.parameters() if not nn.parameter.is_lazy(p))
     return report
