@@ -19,11 +19,13 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tawq_core.errors import ConfigError
 from tawq_core.export.errors import ExportError
 from tawq_core.export.inference import inference_form
+from tawq_core.layers import is_quantized
 
 DEFAULT_OPSET = 17
 DEFAULT_ATOL = 1e-5
@@ -41,6 +43,45 @@ class OnnxReport:
     def to_dict(self) -> dict[str, Any]:
         return {"format": "onnx", "path": str(self.path), "bytes": self.bytes, "opset": self.opset,
                 "max_abs_diff": self.max_abs_diff, "checked_batches": self.checked_batches, "nodes": self.nodes}
+
+
+class TimeFoldedConv(nn.Module):
+    """ONNX form of a temporal quantized conv: the layer's own formulation (time folded into channels, one
+    grouped conv with groups = T·g) with the T weight sets pre-stacked into one constant kernel, so the
+    exporter sees a kernel of static shape (reshaping the effective weights inside the trace does not)."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        w = layer.effective_weight().detach()
+        self.T, self.cin, self.cout, self.groups = layer.timesteps, layer.in_channels, layer.out_channels, layer.groups
+        self.sample_dims = w.dim() - 2  # C plus the spatial dims
+        self.register_buffer("kernel", w.reshape(self.T * self.cout, *w.shape[2:]).clone())
+        self.register_buffer("bias", layer.bias.detach().repeat(self.T) if layer.bias is not None else None)
+        self.conv = F.conv1d if self.sample_dims == 2 else F.conv2d
+        self.stride, self.dilation = layer.stride, layer.dilation
+        self.padding = layer.padding if layer.padding_mode == "zeros" else 0
+        self.pad = None if layer.padding_mode == "zeros" else \
+            (layer._reversed_padding_repeated_twice, layer.padding_mode)
+
+    def forward(self, x: Tensor) -> Tensor:
+        flattened = x.dim() == self.sample_dims + 1
+        xt = x.reshape(self.T, -1, *x.shape[1:]) if flattened else x
+        folded = xt.transpose(0, 1).reshape(-1, self.T * self.cin, *xt.shape[3:])
+        if self.pad is not None:
+            folded = F.pad(folded, self.pad[0], mode=self.pad[1])
+        y = self.conv(folded, self.kernel, self.bias, self.stride, self.padding, self.dilation, self.T * self.groups)
+        y = y.reshape(-1, self.T, self.cout, *y.shape[2:]).transpose(0, 1)
+        return y.reshape(-1, *y.shape[2:]) if flattened else y
+
+
+def _onnx_form(model: nn.Module) -> nn.Module:
+    """The inference form with temporal quantized convs as `TimeFoldedConv`."""
+    form = inference_form(model)
+    for parent in list(form.modules()):
+        for name, child in list(parent.named_children()):
+            if is_quantized(child) and child.quantizer.temporal and isinstance(child, (nn.Conv1d, nn.Conv2d)):
+                setattr(parent, name, TimeFoldedConv(child))
+    return form
 
 
 def _outputs(model: nn.Module, x: Tensor) -> np.ndarray:
@@ -79,7 +120,7 @@ def export_onnx(model: nn.Module, path: str | Path, example: Tensor, *, opset: i
         raise ConfigError(f"ONNX export needs an example input [T, B, ...], got shape {tuple(example.shape)}")
     reference = copy.deepcopy(model).cpu().eval()  # the caller's model is left as it is (device, mode)
     example = example.detach().cpu().float()
-    form = inference_form(reference)
+    form = _onnx_form(reference)
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about python ints and the legacy exporter notice
