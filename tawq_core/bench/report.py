@@ -25,8 +25,10 @@ def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
     return aggregate(results["records"], list(cfg["quantizers"]), list(cfg["backends"]))
 
 
-def write_outputs(run_dir: Path, results: dict[str, Any], plots: bool = True) -> str:
-    """Write results.json, matrix.csv, matrix.md (and plots); returns the Markdown."""
+def write_outputs(run_dir: Path, results: dict[str, Any], plots: bool = True) -> tuple[dict[str, Any], str]:
+    """Write results.json (with the aggregated rows added), matrix.csv, matrix.md and plots.
+
+    Returns the results as written and the Markdown."""
     rows = rows_of(results)
     results = {**results, "rows": rows}
     write_json_atomic(run_dir / RESULTS, results)
@@ -36,7 +38,7 @@ def write_outputs(run_dir: Path, results: dict[str, Any], plots: bool = True) ->
     if plots and rows:
         cfg = results["config"]
         write_plots(rows, run_dir, f"{cfg['model']} on {cfg['dataset']}, T = {cfg['timesteps']}")
-    return text
+    return results, text
 
 
 def load_results(run_dir: Path) -> dict[str, Any]:
@@ -55,4 +57,4 @@ def load_results(run_dir: Path) -> dict[str, Any]:
 def render_run(run_dir: Path, plots: bool = True) -> str:
     """Re-render a run directory from its results.json; returns the Markdown matrix."""
     run_dir = Path(run_dir)
-    return write_outputs(run_dir, load_results(run_dir), plots=plots)
+    return write_outputs(run_dir, load_results(run_dir), plots=plots)[1]

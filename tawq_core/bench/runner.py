@@ -66,12 +66,15 @@ class Runner:
 
     # -- set-up ----------------------------------------------------------------------------------
     def _check_names(self) -> None:
-        """Unknown plugin names fail before anything is trained or written."""
+        """Unknown plugin names and option names fail before anything is loaded, trained or written."""
         registry, cfg = get_registry(), self.cfg
         for kind, names in (("dataset", [cfg.dataset]), ("model", [cfg.model]), ("neuron", [cfg.neuron]),
                             ("quantizer", cfg.quantizers), ("backend", cfg.backends)):
             for name in names:
                 registry.entry(kind, name)
+        _check_options("dataset", cfg.dataset, {"data_dir": None, "download": False, **cfg.dataset_options})
+        _check_options("model", cfg.model, {"num_classes": 2, "sample_shape": (1,), "neuron": cfg.neuron,
+                                            "neuron_options": None, **cfg.model_options})
 
     def _resolve_backends(self) -> tuple[list[Backend], dict[str, str]]:
         backends = [create("backend", name) for name in self.cfg.backends]
@@ -254,7 +257,17 @@ class Runner:
             "provenance": prov, "records": list(self.records.values()),
             "notes": notes(cfg, list(self.records.values()), self.quantizer_modes),
         }
-        return results, write_outputs(self.run_dir, results, plots=plots)
+        return write_outputs(self.run_dir, results, plots=plots)
+
+
+def _check_options(kind: str, name: str, options: dict[str, Any]) -> None:
+    """Option *names* against the factory's signature (values are the factory's to judge)."""
+    try:
+        inspect.signature(get_registry().entry(kind, name).factory).bind(**options)
+    except TypeError as exc:
+        raise ConfigError(f"invalid {kind}_options for {kind} {name!r}: {exc}") from None
+    except ValueError:
+        pass  # a factory without an inspectable signature
 
 
 def run_bench(cfg: BenchConfig, out_root: Path, force: bool = False, log: Log | None = None,

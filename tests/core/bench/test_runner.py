@@ -25,9 +25,12 @@ def _mtimes(run_dir: Path) -> dict[str, int]:
     return {str(p): p.stat().st_mtime_ns for p in (run_dir / "cache").rglob("*") if p.is_file()}
 
 
-def test_cli_run_files_resume_and_report(tawq_cli, tiny_preset, tmp_path):
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
+
+def test_cli_run_files_resume_and_report(tawq_cli, capsys, tiny_preset, tmp_path):
     out = tmp_path / "results"
-    first = tawq_cli("bench", "--preset", str(tiny_preset), "--out", str(out), "--quiet")
+    first = tawq_cli("bench", "--preset", str(tiny_preset), "--out", str(out), "--quiet", env=ONE_THREAD)
     assert first.returncode == 0, first.stderr
     assert first.stderr == ""  # --quiet: nothing but the matrix
     (run_dir,) = out.iterdir()
@@ -47,7 +50,7 @@ def test_cli_run_files_resume_and_report(tawq_cli, tiny_preset, tmp_path):
         assert record["latency"]["batch_median_s"] > 0
     before = _mtimes(run_dir)
 
-    again = tawq_cli("bench", "--preset", str(tiny_preset), "--out", str(out))
+    again = tawq_cli("bench", "--preset", str(tiny_preset), "--out", str(out), env=ONE_THREAD)
     assert again.returncode == 0, again.stderr
     assert "0 cell(s) computed, 3 from cache" in again.stderr
     assert "training" not in again.stderr and "loading dataset" not in again.stderr
@@ -55,9 +58,9 @@ def test_cli_run_files_resume_and_report(tawq_cli, tiny_preset, tmp_path):
     assert again.stdout == first.stdout
 
     (run_dir / "matrix.md").unlink()
-    report = tawq_cli("report", str(run_dir), "--no-plots")
-    assert report.returncode == 0, report.stderr
-    assert report.stdout == first.stdout == (run_dir / "matrix.md").read_text()
+    code, report, err = _cli(capsys, "report", str(run_dir), "--no-plots")
+    assert code == 0, err
+    assert report == first.stdout == (run_dir / "matrix.md").read_text()
 
 
 def test_interrupted_run_resumes_without_recomputing(tiny_preset, tmp_path, monkeypatch):
@@ -115,6 +118,8 @@ def test_two_backends_one_unavailable_and_two_seeds(tiny_preset, tmp_path):
     (["--quantizers", "tawq,nope"], "unknown quantizer 'nope'; known quantizers: "),
     (["--timesteps", "0"], "timesteps must be an integer >= 1"),
     (["--seeds", "x"], "seeds must be integers"),
+    (["--model", "sew-resnet"], "invalid model_options for model 'sew-resnet': got an unexpected keyword"),
+    (["--dataset", "nope"], "unknown dataset 'nope'; known datasets: "),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, tiny_preset, tmp_path, args, fragment):
     code, out, err = _cli(capsys, "bench", "--preset", str(tiny_preset), "--out", str(tmp_path / "r"), *args)
