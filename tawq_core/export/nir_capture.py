@@ -24,9 +24,9 @@ from tawq_core.export.neurons import InferenceNeuron
 
 LEAVES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d, nn.MaxPool2d,
           nn.AdaptiveAvgPool2d, nn.Flatten, InferenceNeuron)
-TRANSPARENT_MODULES = (nn.Identity, nn.Dropout)
-RESHAPES = {"flatten", "reshape", "view", "contiguous", "unsqueeze", "squeeze", "to", "float", "clone", "detach",
-            "type_as"}
+# shape-only ops (and eval-mode dropout): transparent when they keep the per-sample shape, a Flatten otherwise
+RESHAPES = {"flatten", "unflatten", "reshape", "view", "contiguous", "unsqueeze", "squeeze", "to", "float", "clone",
+            "detach", "type_as", "dropout"}
 ADDS = {"add", "__add__", "__radd__", "__iadd__", "add_"}
 
 

@@ -74,13 +74,43 @@ class TimeFoldedConv(nn.Module):
         return y.reshape(-1, *y.shape[2:]) if flattened else y
 
 
+class FoldTime(nn.Module):
+    """``[T, B, ...] -> [T*B, ...] -> layer -> [T, B, ...]`` with a symbolic batch.
+
+    spikingjelly's multi-step layers (``step_mode="m"``, `SeqToANNContainer`) fold time with the batch
+    size read as a Python int, which the tracer bakes into the graph; this does the same folding with
+    ``-1`` for the batch, around the layer's plain torch class."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.layer(x.flatten(0, 1))
+        return y.reshape(x.shape[0], -1, *y.shape[1:])
+
+
+def _plain_torch(module: nn.Module) -> nn.Module | None:
+    """A spikingjelly multi-step stateless layer as its torch base class (same attributes), else None."""
+    if not type(module).__module__.startswith("spikingjelly.") or getattr(module, "step_mode", "m") != "m":
+        return None
+    base = next((c for c in type(module).__mro__ if c.__module__.startswith("torch.nn.modules")), None)
+    if base is None or base is nn.Module:
+        return None
+    plain = copy.copy(module)
+    plain.__class__ = base
+    return plain
+
+
 def _onnx_form(model: nn.Module) -> nn.Module:
-    """The inference form with temporal quantized convs as `TimeFoldedConv`."""
+    """The inference form with temporal quantized convs as `TimeFoldedConv` and spikingjelly layers folded."""
     form = inference_form(model)
     for parent in list(form.modules()):
         for name, child in list(parent.named_children()):
             if is_quantized(child) and child.quantizer.temporal and isinstance(child, (nn.Conv1d, nn.Conv2d)):
                 setattr(parent, name, TimeFoldedConv(child))
+            elif (plain := _plain_torch(child)) is not None:
+                setattr(parent, name, FoldTime(plain))
     return form
 
 

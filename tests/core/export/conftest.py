@@ -44,6 +44,15 @@ def inputs(model: nn.Module, batch: int, seed: int = 1) -> torch.Tensor:
     return 1.5 * torch.randn(T, batch, *model.sample_shape, generator=torch.Generator().manual_seed(seed))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Single-threaded torch: on a loaded 2-core machine two OpenMP threads per op spin-wait for each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def mlp():
     return build("mlp")
