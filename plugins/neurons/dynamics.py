@@ -52,12 +52,15 @@ class Dynamics:
 Leak = float | Tensor | None
 
 
-def _charge(d: Dynamics, x: Tensor, v: Tensor, k: Leak) -> Tensor:
+def _charge(d: Dynamics, x: Tensor, v: Tensor, k: Leak, out: Tensor | None = None) -> Tensor:
+    """One charge step; `out` receives h when given. ``v - 0.0`` is skipped: it is ``v`` bit for bit."""
     if d.leak == "none":
-        return v + x
-    if d.leak == "div":
-        return v + (x - (v - d.rest)) / k if d.decay_input else v - (v - d.rest) / k + x
-    return v + (x - (v - d.rest)) * k if d.decay_input else v - (v - d.rest) * k + x
+        return torch.add(v, x, out=out)
+    shifted = v - d.rest if d.rest else v
+    scale = torch.div if d.leak == "div" else torch.mul
+    if d.decay_input:
+        return torch.add(v, scale(x - shifted, k), out=out)
+    return torch.add(v - scale(shifted, k), x, out=out)
 
 
 def _after_reset(d: Dynamics, h: Tensor, fired: Tensor) -> Tensor:
@@ -72,42 +75,48 @@ def _run(d: Dynamics, x: Tensor, k: Leak, keep_h: bool) -> tuple[Tensor, Tensor 
     charged = torch.empty_like(x) if keep_h else None
     v = torch.full_like(x[0], d.rest)
     for t in range(x.shape[0]):
-        h = _charge(d, x[t], v, k)
+        h = _charge(d, x[t], v, k, out=None if charged is None else charged[t])
         fired = h >= d.v_threshold
         spikes[t] = fired
-        if charged is not None:
-            charged[t] = h
         v = _after_reset(d, h, fired)
     return spikes, charged
 
 
-def _reset_slope(d: Dynamics, h: Tensor, fired: Tensor, slope: Tensor) -> Tensor | float:
-    """dv/dh through the reset: the direct path, plus the path through s unless it is detached."""
-    if d.hard:
-        direct = 1 - fired.to(h.dtype)
-        return direct if d.detach_reset else direct + (d.v_reset - h) * slope
-    return 1.0 if d.detach_reset else 1 - d.v_threshold * slope
-
-
 def _bptt(d: Dynamics, grad_spikes: Tensor, charged: Tensor, x: Tensor | None, k: Leak,
           need_k: bool) -> tuple[Tensor, Tensor | None]:
-    """Walk time backwards: dL/dx for every step, and dL/dk summed over everything (PLIF)."""
+    """Walk time backwards: dL/dx for every step, and dL/dk summed over everything (PLIF).
+
+    ``carry`` is dL/dv[t] (post-reset membrane) arriving from step t + 1. Through the reset,
+    dv/dh = 1 - s (hard) or 1 (soft), plus (v_reset - h)·σ' or -v_th·σ' when the reset is not detached.
+    """
     grad_x = torch.empty_like(charged)
     grad_k = torch.zeros_like(charged[0], dtype=torch.float32) if need_k else None
-    carry: Tensor | None = None  # dL/dv[t], the post-reset membrane, from step t + 1
+    carry: Tensor | None = None
     for t in range(charged.shape[0] - 1, -1, -1):
         h = charged[t]
-        fired = h >= d.v_threshold
-        slope = d.surrogate.derivative(h - d.v_threshold, d.alpha)
-        grad_h = grad_spikes[t] * slope
-        if carry is not None:
-            grad_h = grad_h + carry * _reset_slope(d, h, fired, slope)
+        u = h - d.v_threshold
+        if carry is None:
+            grad_h = d.surrogate.chain(grad_spikes[t], u, d.alpha)
+        elif d.detach_reset:
+            through_reset = torch.where(h >= d.v_threshold, 0.0, carry) if d.hard else carry
+            grad_h = d.surrogate.chain(grad_spikes[t], u, d.alpha) + through_reset
+        else:
+            slope = d.surrogate.derivative(u, d.alpha)
+            if d.hard:
+                reset_slope = (1 - (h >= d.v_threshold).to(h.dtype)) + (d.v_reset - h) * slope
+            else:
+                reset_slope = 1 - d.v_threshold * slope
+            grad_h = grad_spikes[t] * slope + carry * reset_slope
         if d.leak == "none":
             grad_x[t] = grad_h
             carry = grad_h
             continue
-        scaled = grad_h / k if d.leak == "div" else grad_h * k
-        grad_x[t] = scaled if d.decay_input else grad_h
+        scale = torch.div if d.leak == "div" else torch.mul
+        if d.decay_input:
+            scaled = scale(grad_h, k, out=grad_x[t])
+        else:
+            grad_x[t] = grad_h
+            scaled = scale(grad_h, k)
         carry = grad_h - scaled
         if grad_k is not None:
             v_prev = _after_reset(d, charged[t - 1], charged[t - 1] >= d.v_threshold) if t else d.rest

@@ -1,0 +1,14 @@
+"""Tiny tensors gain nothing from intra-op threads, and on a shared 2-core runner they lose a lot."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
