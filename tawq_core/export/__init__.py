@@ -46,10 +46,13 @@ def _timesteps(model: nn.Module, timesteps: int | None, example: Tensor | None) 
     return found.pop()
 
 
-def _example(model: nn.Module, T: int, example: Tensor | None, sample_shape: Any, batch: int, seed: int) -> Tensor:
+def _example(model: nn.Module, T: int, example: Tensor | None, sample_shape: Any, batch: int, seed: int,
+             model_options: dict[str, Any] | None = None) -> Tensor:
     if example is not None:
         return example
     shape = sample_shape if sample_shape is not None else getattr(model, "sample_shape", None)
+    if shape is None and model_options:
+        shape = model_options.get("sample_shape")
     if shape is None:
         raise ConfigError("cannot tell the input shape: pass sample_shape=(C, H, W) (without T and B) or example=")
     return torch.randn(T, batch, *tuple(shape), generator=torch.Generator().manual_seed(seed))
@@ -87,13 +90,14 @@ def export(model: nn.Module, format: str, path: str | Path, *, example: Tensor |
         report = write_packed(model, path, timesteps=T, model_name=name, model_options=model_options,
                               quantizer_options=quantizer_options)
         if verify and name is not None:
-            x = _example(model, T, example, sample_shape, batch_size, seed)
+            x = _example(model, T, example, sample_shape, batch_size, seed, model_options)
             report = replace(report, bit_exact=_same_outputs(model, load_packed(path), x))
             if not report.bit_exact:
+                Path(path).unlink()
                 raise ExportError(f"the model reloaded from {path} does not reproduce the model's outputs; "
                                   "are model_name/model_options those the model was built with?")
         return report
-    x = _example(model, T, example, sample_shape, batch_size, seed)
+    x = _example(model, T, example, sample_shape, batch_size, seed, model_options)
     if format == "onnx":
         return export_onnx(model, path, x, verify=verify, **options)
     return export_nir(model, path, x, verify=verify, **options)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from tawq_core.checkpoint import atomic_path
 from tawq_core.export.errors import ExportError
 from tawq_core.export.inference import FrozenQuantizer, inference_form, source_of
 from tawq_core.export.neurons import InferenceNeuron, NeuronSpec
@@ -244,19 +245,20 @@ def export_nir(model: nn.Module, path: str | Path, example: Tensor, *, dt: float
     example = example.detach().cpu().float()
     graph = build_graph(model, example, dt, meta)
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    nir.write(str(target), graph)
     diff = None
-    if verify:
-        reread = nir.read(str(target))
-        with torch.no_grad():
-            expected = copy.deepcopy(model).cpu().eval()(example)
-            got = run_nir(reread, example)
-        got = got.mean(0) if reread.metadata.get("tawq", {}).get("readout") == "mean-over-time" else got
-        if got.shape != expected.shape:
-            raise ExportError(f"the NIR graph produces shape {tuple(got.shape)}, the model {tuple(expected.shape)}")
-        diff = float((got - expected).abs().max())
-        if diff > atol:
-            raise ExportError(f"the NIR graph, simulated with tawq's conventions, differs from the model by "
-                                 f"{diff:.3g} (> {atol:g}); pass verify=False to keep the file anyway")
+    with atomic_path(target) as tmp:  # a graph that fails verification never appears under `path`
+        nir.write(str(tmp), graph)
+        if verify:
+            reread = nir.read(str(tmp))
+            with torch.no_grad():
+                expected = copy.deepcopy(model).cpu().eval()(example)
+                got = run_nir(reread, example)
+            got = got.mean(0) if reread.metadata.get("tawq", {}).get("readout") == "mean-over-time" else got
+            if got.shape != expected.shape:
+                raise ExportError(f"the NIR graph produces shape {tuple(got.shape)}, the model "
+                                  f"{tuple(expected.shape)}")
+            diff = float((got - expected).abs().max())
+            if diff > atol:
+                raise ExportError(f"the NIR graph, simulated with tawq's conventions, differs from the model by "
+                                  f"{diff:.3g} (> {atol:g}); pass verify=False to keep the file anyway")
     return NirReport(target, target.stat().st_size, {k: type(v).__name__ for k, v in graph.nodes.items()}, diff)

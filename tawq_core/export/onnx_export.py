@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tawq_core.checkpoint import atomic_path
 from tawq_core.errors import ConfigError
 from tawq_core.export.errors import ExportError
 from tawq_core.export.inference import inference_form
@@ -173,8 +174,8 @@ def export_onnx(model: nn.Module, path: str | Path, example: Tensor, *, opset: i
         batches = [int(x.shape[1]) for x in examples]
         diff = _verify(data, reference, examples, atol)
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
     return OnnxReport(target, len(data), opset, diff, batches, len(proto.graph.node))
 
 
