@@ -23,8 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from tawq_plugins.neurons.surrogate import Surrogate
 from torch import Tensor
+
+from tawq_plugins.neurons.surrogate import Surrogate
 
 
 @dataclass(frozen=True)

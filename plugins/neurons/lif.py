@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 
 import torch
-from tawq_plugins.neurons.dynamics import Dynamics, Leak, multistep
-from tawq_plugins.neurons.surrogate import get_surrogate
 from torch import Tensor, nn
 
 from tawq_core import ConfigError, Neuron, hookimpl
 from tawq_core.neuron import check_multistep
+from tawq_plugins.neurons.dynamics import Dynamics, Leak, multistep
+from tawq_plugins.neurons.surrogate import get_surrogate
 
 
 def _finite(name: str, who: str, value: object) -> float:
