@@ -3,7 +3,13 @@
 The public API is what this module exports; everything else is internal and may change.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+import os
+
+# torch auto-loads an installed torch_npu at `import torch`; without Ascend CANN that import fails and
+# takes torch down with it. tawq's npu backend imports torch_npu itself, so autoload is not needed.
+os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
+
+from importlib.metadata import PackageNotFoundError, version  # noqa: E402
 
 from tawq_core.backend import Availability, Backend, MeterReading, Timer
 from tawq_core.checkpoint import build_from_checkpoint, load_checkpoint, load_into, save_checkpoint
