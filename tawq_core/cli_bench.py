@@ -25,6 +25,7 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--epochs", type=int, default=None, help="Training epochs (fp32 and QAT).")
 @click.option("--batch-size", type=int, default=None, help="Training batch size.")
 @click.option("--seeds", default=None, metavar="0,1,2", help="Seeds; the matrix shows mean ± std over them.")
+@click.option("--threads", type=int, default=None, help="torch CPU threads (default: the preset's, else torch's).")
 @click.option("--data-dir", default=None, type=click.Path(file_okay=False), help="Where dataset files live.")
 @click.option("--download", is_flag=True, default=None,
               help="Let dataset plugins fetch missing files (off by default: nothing is downloaded unasked).")
@@ -34,8 +35,8 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress output; only the matrix (or errors).")
 def bench(preset: str | None, quantizers: str | None, backends: str | None, model: str | None,
           dataset: str | None, timesteps: int | None, epochs: int | None, batch_size: int | None,
-          seeds: str | None, data_dir: str | None, download: bool | None, out_dir: str, force: bool,
-          quiet: bool) -> None:
+          seeds: str | None, threads: int | None, data_dir: str | None, download: bool | None, out_dir: str,
+          force: bool, quiet: bool) -> None:
     """Train, quantize and measure: accuracy, latency, energy and storage for each quantizer × backend.
 
     Finished cells are cached under the run directory, so re-running the same command resumes and
@@ -46,7 +47,7 @@ def bench(preset: str | None, quantizers: str | None, backends: str | None, mode
     config = load_preset(preset or DEFAULT_PRESET).with_overrides(
         quantizers=_csv(quantizers), backends=_csv(backends), model=model, dataset=dataset,
         timesteps=timesteps, epochs=epochs, batch_size=batch_size, seeds=seeds, data_dir=data_dir,
-        download=download,
+        download=download, threads=threads,
     )
     log = None if quiet else (lambda line: click.echo(line, err=True))
     runner = Runner(config, Path(out_dir), force=force, log=log, progress=False if quiet else None)

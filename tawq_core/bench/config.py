@@ -116,6 +116,9 @@ class BenchConfig:
     qat_init: str = "fp32"
     qat: dict[str, Any] = field(default_factory=dict)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
+    #: torch CPU threads for the whole run (None: torch's default). Tiny SNNs often run faster on one
+    #: thread than on several contending ones; the number is recorded with every result.
+    threads: int | None = None
     data_dir: str | None = None
     download: bool = False
 
@@ -168,6 +171,8 @@ class BenchConfig:
             s("measure", _build(MeasureConfig, self.measure, "measure"))
         elif not isinstance(self.measure, MeasureConfig):
             raise ConfigError(f"measure must be a table, got {self.measure!r}")
+        if self.threads is not None:
+            _positive_int("threads", self.threads)
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             raise ConfigError(f"data_dir must be a path string, got {self.data_dir!r}")
         if not isinstance(self.download, bool):

@@ -52,4 +52,4 @@ def stage_key(cfg: BenchConfig, seed: int, quantizer: str, mode: str) -> str:
 
 def cell_key(cfg: BenchConfig, seed: int, quantizer: str, mode: str, backend: str) -> str:
     return digest({"stage": stage_key(cfg, seed, quantizer, mode), "backend": backend,
-                   "measure": dataclasses.asdict(cfg.measure)})
+                   "measure": dataclasses.asdict(cfg.measure), "threads": cfg.threads})

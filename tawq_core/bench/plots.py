@@ -49,7 +49,7 @@ def write_plots(rows: list[dict[str, Any]], out_dir: Path, title: str) -> list[P
             xs = [p[f"{field}_mean"] * scale for p in pts]
             ys = [p["top1_mean"] for p in pts]
             yerr = [p.get("top1_std") or 0.0 for p in pts]
-            ax.errorbar(xs, ys, yerr=yerr, fmt=marker, capsize=3, label=label,
+            ax.errorbar(xs, ys, yerr=yerr if any(yerr) else None, fmt=marker, capsize=3, label=label,
                         fillstyle="full" if marker == "o" else "none")
             for x, y, p in zip(xs, ys, pts, strict=True):
                 ax.annotate(p["quantizer"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from tawq_core import checkpoint, distributed
@@ -223,6 +224,8 @@ class Runner:
     # -- the run ---------------------------------------------------------------------------------
     def run(self) -> BenchResult:
         cfg = self.cfg
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
         self.store.prepare()
         self.store.write_json("config.json", {"config_hash": cfg.config_hash, "run_id": cfg.run_id,
                                               "config": cfg.hashed() | {"name": cfg.name}})

@@ -38,6 +38,9 @@ def test_fp32_is_always_first_and_not_duplicated():
     ({"quantizer_options": {"binary": {}}}, "names a quantizer that is not benchmarked"),
     ({"epochs": 3}, "unknown key 'epochs'"),
     ({"model_options": [1]}, "model_options must be a table"),
+    ({"threads": 0}, "threads must be an integer >= 1"),
+    ({"measure": {"energy_model": "7nm-dreams"}}, "unknown energy model '7nm-dreams'"),
+    ({"policy": {"skip": ["stem"]}}, "policy: "),
 ])
 def test_invalid_values_are_one_line_config_errors(changes, fragment):
     with pytest.raises(ConfigError) as info:
@@ -61,7 +64,8 @@ def test_hash_is_stable_and_ignores_where_data_lives():
 @pytest.mark.parametrize("changes", [
     {"timesteps": 2}, {"seeds": [0, 1]}, {"quantizers": ["binary"]}, {"backends": ["cpu", "cuda"]},
     {"train": {"epochs": 2}}, {"qat_init": "scratch"}, {"measure": {"repeats": 7}},
-    {"model_options": {"hidden": 8}}, {"quantizer_options": {"tawq": {"x": 1}}},
+    {"model_options": {"hidden": 8}}, {"quantizer_options": {"tawq": {"x": 1}}}, {"threads": 1},
+    {"policy": {"exclude": ["body.*"]}}, {"measure": {"energy_model": "45nm-fp32", "ops_batches": 3}},
 ])
 def test_hash_changes_with_anything_that_changes_a_cell(changes):
     assert make(**changes).config_hash != make().config_hash
