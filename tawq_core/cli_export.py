@@ -20,7 +20,7 @@ def _summary(data: dict) -> str:
             line += "; reloaded bit-exactly"
     elif data.get("max_abs_diff") is not None:
         check = "onnxruntime" if data["format"] == "onnx" else "NIR simulation"
-        line += f"; {check} matches torch within {data['max_abs_diff']:.2g}"
+        line += f"; {check} matches torch (max abs difference {data['max_abs_diff']:.2g})"
     return line
 
 

@@ -216,6 +216,10 @@ def build_graph(model: nn.Module, example: Tensor, dt: float = DEFAULT_DT, meta:
             start, end = _merged_range(op.in_shape, op.out_shape) or (0, 0)
             chain = [("", nir.Flatten(input_type={"input": np.array(op.in_shape)}, start_dim=start, end_dim=end))]
         else:
+            if isinstance(op.module, nn.MaxPool2d) and not (
+                    len(op.inputs) == 1 and isinstance(ops[op.inputs[0]].module, InferenceNeuron)):
+                raise ExportError(f"{op.name}: NIR has no max pooling; tawq exports it only for the spikes of one "
+                                  "neuron layer (as SumPool2d + Threshold)")
             chain = _pool_nodes(nir, op)
         for suffix, node in chain:
             name = op.name + suffix

@@ -95,6 +95,21 @@ def test_sew_resnet_residuals_pooling_and_folded_norms(sew, tmp_path):
     assert not any(type(n).__name__ == "BatchNorm" for n in graph.nodes.values())
 
 
+def test_max_pooling_of_spikes_becomes_sum_pool_and_threshold(tiny_model, make_inputs, tmp_path):
+    options = {"num_classes": 3, "sample_shape": (1, 66, 66), "layers": (1,), "width": 4}  # > 64 px: pooled stem
+    model = tawq_core.create("model", "sew-resnet", **options)
+    tawq_core.quantize(model, "tawq", 4)
+    model.eval()
+    tawq_core.export(model, "nir", tmp_path / "p.nir")
+    graph = nir.read(str(tmp_path / "p.nir"))
+    assert type(graph.nodes["stem.2.0.sum"]).__name__ == "SumPool2d"
+    assert type(graph.nodes["stem.2.0"]).__name__ == "Threshold"
+    assert ("stem.1", "stem.2.0.sum") in graph.edges and ("stem.2.0.sum", "stem.2.0") in graph.edges
+    x = make_inputs(model, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(run_nir(graph, x).mean(0), model(x), rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("neuron, options", [("if", {}), ("plif", {"tau": 3.0}), ("lif", {"v_reset": None})])
 def test_other_neurons_and_soft_reset(neuron, options, tiny_model, make_inputs, tmp_path):
     model, _ = tiny_model("mlp", neuron=neuron, neuron_options=options)
