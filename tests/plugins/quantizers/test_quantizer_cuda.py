@@ -42,7 +42,8 @@ def test_tawq_gradients_on_cuda_match_cpu():
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-3, atol=1e-4)
 
 
-def test_temporal_conv_and_linear_on_cuda_equal_the_loop_and_run_under_autocast():
+def test_temporal_conv_and_linear_on_cuda_equal_the_loop_and_run_under_autocast(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # TF32 convs differ by ~1e-2 per algorithm
     torch.manual_seed(0)
     conv = QuantConv2d.from_float(nn.Conv2d(8, 16, 3, padding=1, groups=2), "tawq", 4).cuda()
     x = torch.randn(4, 3, 8, 10, 10, device="cuda", requires_grad=True)
