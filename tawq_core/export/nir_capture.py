@@ -68,6 +68,7 @@ class Capture(TorchFunctionMode):
         self.depth = 0
         self.where: list[str] = []
         self.readout = False
+        self.emitted: dict[int, tuple[Value, Value]] = {}  # pending value -> (itself, kept alive; its Flatten)
 
     # -- bookkeeping ----------------------------------------------------------------------------------------
     def _track(self, t: Tensor, value: Value) -> None:
@@ -98,11 +99,13 @@ class Capture(TorchFunctionMode):
         """Emit a pending flatten (one that was not followed by a mean) as a real op."""
         if value.pending is None:
             return value
-        before, start, end = value.pending
-        before = self.materialize(before)
-        name = self._op(Op(f"flatten{len(self.ops)}", "flatten", before.sources, before.shape, value.shape,
-                           extra={"start_dim": start, "end_dim": end}))
-        return Value((name,), value.lead, value.shape, value.timed)
+        if id(value) not in self.emitted:  # one Flatten node however many consumers the tensor has
+            before, start, end = value.pending
+            before = self.materialize(before)
+            name = self._op(Op(f"flatten{len(self.ops)}", "flatten", before.sources, before.shape, value.shape,
+                               extra={"start_dim": start, "end_dim": end}))
+            self.emitted[id(value)] = (value, Value((name,), value.lead, value.shape, value.timed))
+        return self.emitted[id(value)][1]
 
     # -- module calls ---------------------------------------------------------------------------------------
     def install(self) -> list[Any]:
@@ -219,8 +222,8 @@ def _merged_range(before: tuple[int, ...], after: tuple[int, ...]) -> tuple[int,
     return start, end
 
 
-def capture(model: nn.Module, example: Tensor) -> tuple[dict[str, Op], str, bool]:
-    """Run `model` (an inference form) on `example` ``[T, B, ...]``: (ops, name of the output op, readout?)."""
+def capture(model: nn.Module, example: Tensor) -> tuple[dict[str, Op], bool]:
+    """Run `model` (an inference form) on `example` ``[T, B, ...]``: (ops ending in "output", mean over time?)."""
     T, B = example.shape[:2]
     cap = Capture(model, int(T), int(B))
     x = example.clone()
@@ -236,5 +239,5 @@ def capture(model: nn.Module, example: Tensor) -> tuple[dict[str, Op], str, bool
     if not isinstance(out, Tensor) or id(out) not in cap.values:
         raise CaptureError("the model's output does not depend on its input through operations NIR can express")
     value = cap.materialize(cap.values[id(out)])
-    cap.ops["output"] = Op("output", "output", value.sources, value.shape, value.shape)
-    return cap.ops, "output", cap.readout
+    cap._op(Op("output", "output", value.sources, value.shape, value.shape))  # "output#2" if a module is "output"
+    return cap.ops, cap.readout

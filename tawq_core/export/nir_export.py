@@ -178,7 +178,7 @@ def build_graph(model: nn.Module, example: Tensor, dt: float = DEFAULT_DT, meta:
 
     from tawq_core import __version__
 
-    ops, output, readout = capture(inference_form(model), example)
+    ops, readout = capture(inference_form(model).cpu(), example.cpu())
     consumers: dict[str, list[str]] = {name: [] for name in ops}
     for op in ops.values():
         for src in op.inputs:
@@ -190,7 +190,7 @@ def build_graph(model: nn.Module, example: Tensor, dt: float = DEFAULT_DT, meta:
             if prev is None or not isinstance(prev.module, (nn.Linear, nn.Conv1d, nn.Conv2d)) or \
                     consumers[prev.name] != [op.name]:
                 raise ExportError(f"{op.name}: NIR export folds BatchNorm into the conv/linear right before it, "
-                                     "and this one follows something else")
+                                  "and this one follows something else")
             folded[prev.name] = op.name
     nodes: dict[str, Any] = {}
     edges: list[tuple[str, str]] = []
