@@ -20,6 +20,8 @@ The equations are spikingjelly's, written in its operation order so spikes match
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -125,12 +127,26 @@ def _bptt(d: Dynamics, grad_spikes: Tensor, charged: Tensor, x: Tensor | None, k
     return grad_x, grad_k
 
 
+Kernels = tuple[Callable[..., tuple[Tensor, Tensor | None]], Callable[..., tuple[Tensor, Tensor | None]]]
+
+
+def _kernels(d: Dynamics, x: Tensor) -> Kernels:
+    """The fused Triton kernels where they can run (CUDA, supported surrogate), else the eager loops."""
+    if x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1":
+        from tawq_plugins.neurons import fused
+
+        if not fused.unsupported(d, x):
+            return fused.run, fused.bptt
+    return _run, _bptt
+
+
 class _MultiStep(torch.autograd.Function):
     """Autograd wrapper: forward keeps ``h`` (and x only when a learnable leak needs it)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, k: Leak, d: Dynamics) -> Tensor:
-        spikes, charged = _run(d, x, k, keep_h=True)
+    def forward(ctx, x: Tensor, k: Leak, d: Dynamics, kernels: Kernels) -> Tensor:
+        run, ctx.bptt = kernels
+        spikes, charged = run(d, x, k, keep_h=True)
         need_k = isinstance(k, Tensor) and ctx.needs_input_grad[1]
         keep_x = need_k and d.decay_input
         ctx.d, ctx.need_k = d, need_k
@@ -142,22 +158,23 @@ class _MultiStep(torch.autograd.Function):
     def backward(ctx, grad_spikes: Tensor):
         charged, x, k_tensor = ctx.saved_tensors
         k = k_tensor if k_tensor is not None else ctx.k
-        grad_x, grad_k = _bptt(ctx.d, grad_spikes, charged, x, k, ctx.need_k)
+        grad_x, grad_k = ctx.bptt(ctx.d, grad_spikes, charged, x, k, ctx.need_k)
         if grad_k is not None:
             grad_k = grad_k.sum().reshape(k_tensor.shape).to(k_tensor.dtype)
-        return grad_x, grad_k, None
+        return grad_x, grad_k, None, None
 
 
 def multistep(x: Tensor, d: Dynamics, k: Leak = None) -> Tensor:
     """Spikes ``[T, ...]`` of neurons driven by ``x [T, ...]`` from a fresh state.
 
-    Uses the hand-written BPTT when a gradient is wanted (x or k requires grad), otherwise a plain loop
-    that stores nothing.
+    Uses the hand-written BPTT when a gradient is wanted (x or k requires grad), otherwise a plain
+    forward that stores nothing; fused into single kernels on CUDA when possible (`fused`).
     """
+    kernels = _kernels(d, x)
     wants_grad = torch.is_grad_enabled() and (
         x.requires_grad or (isinstance(k, Tensor) and k.requires_grad)
     )
     if wants_grad:
-        return _MultiStep.apply(x, k, d)
+        return _MultiStep.apply(x, k, d, kernels)
     with torch.no_grad():
-        return _run(d, x, k, keep_h=False)[0]
+        return kernels[0](d, x, k, keep_h=False)[0]

@@ -1,0 +1,200 @@
+"""Fused GPU kernels (Triton) for the multi-step dynamics: one launch for all T steps.
+
+The eager loop in `tawq_plugins.neurons.dynamics` launches ~5 kernels per timestep forward and ~10
+backward, each reading and writing whole tensors. Here one program walks the T steps of a block of
+neurons with the membrane in registers: the forward reads x once and writes the spikes and ``h``, the
+backward reads ``h`` and dL/ds once and writes dL/dx. Same equations, same operation order, IEEE
+division and no FMA contraction, so spikes equal the eager path's bit for bit in float32 (pinned by the
+CUDA tests); gradients agree to float rounding. Arithmetic is float32 whatever the storage dtype; the
+stored ``h`` is rounded to the storage dtype before firing, so forward and backward see the same ``h``.
+
+Used automatically for CUDA tensors when Triton imports and the surrogate has a kernel here; set
+``TAWQ_NEURON_KERNEL=torch`` to force the eager loop.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+from torch import Tensor
+
+from tawq_plugins.neurons.dynamics import Dynamics, Leak
+
+SURROGATE_IDS = {"sigmoid": 0, "atan": 1}
+LEAK_IDS = {"none": 0, "div": 1, "mul": 2}
+BLOCK = 1024
+
+try:
+    import triton
+    import triton.language as tl
+except Exception as exc:  # an absent or broken Triton simply means the eager loop is used
+    triton = None
+    UNAVAILABLE = f"triton could not be imported ({type(exc).__name__}: {exc})"
+else:
+    UNAVAILABLE = ""
+
+    @triton.jit
+    def _charge(v, x, k, rest, LEAK: tl.constexpr, DECAY_INPUT: tl.constexpr):
+        if LEAK == 0:
+            h = v + x
+        elif LEAK == 1:
+            if DECAY_INPUT:
+                h = v + tl.math.div_rn(x - (v - rest), k)
+            else:
+                h = v - tl.math.div_rn(v - rest, k) + x
+        else:
+            if DECAY_INPUT:
+                h = v + (x - (v - rest)) * k
+            else:
+                h = v - (v - rest) * k + x
+        return h
+
+    @triton.jit
+    def _reset(h, v_threshold, v_reset, HARD: tl.constexpr):
+        fired = h >= v_threshold
+        if HARD:
+            v = tl.where(fired, v_reset, h)
+        else:
+            v = h - fired.to(tl.float32) * v_threshold
+        return v
+
+    @triton.jit(do_not_specialize=["n", "steps"])
+    def _forward_kernel(x_ptr, spikes_ptr, h_ptr, k_ptr, k_value, n, steps, v_threshold, v_reset, rest,
+                        LEAK: tl.constexpr, DECAY_INPUT: tl.constexpr, HARD: tl.constexpr,
+                        KEEP_H: tl.constexpr, BLOCK_SIZE: tl.constexpr):
+        offs = tl.program_id(0).to(tl.int64) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+        mask = offs < n
+        k = k_value
+        if LEAK == 2:
+            k = tl.load(k_ptr).to(tl.float32)
+        v = tl.zeros([BLOCK_SIZE], dtype=tl.float32) + rest
+        for t in range(steps):
+            at = offs + n.to(tl.int64) * t
+            x = tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32)
+            h = _charge(v, x, k, rest, LEAK, DECAY_INPUT)
+            h = h.to(spikes_ptr.dtype.element_ty).to(tl.float32)  # fire on the h that backward will see
+            tl.store(spikes_ptr + at, (h >= v_threshold).to(spikes_ptr.dtype.element_ty), mask=mask)
+            if KEEP_H:
+                tl.store(h_ptr + at, h.to(h_ptr.dtype.element_ty), mask=mask)
+            v = _reset(h, v_threshold, v_reset, HARD)
+
+    @triton.jit(do_not_specialize=["n", "steps"])
+    def _backward_kernel(grad_s_ptr, h_ptr, x_ptr, grad_x_ptr, grad_k_ptr, k_ptr, k_value, n, steps,
+                         v_threshold, v_reset, rest, alpha, LEAK: tl.constexpr, DECAY_INPUT: tl.constexpr,
+                         HARD: tl.constexpr, DETACH: tl.constexpr, SURROGATE: tl.constexpr,
+                         NEED_K: tl.constexpr, BLOCK_SIZE: tl.constexpr):
+        pid = tl.program_id(0)
+        offs = pid.to(tl.int64) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+        mask = offs < n
+        k = k_value
+        if LEAK == 2:
+            k = tl.load(k_ptr).to(tl.float32)
+        carry = tl.zeros([BLOCK_SIZE], dtype=tl.float32)
+        grad_k = tl.zeros([BLOCK_SIZE], dtype=tl.float32)
+        for i in range(steps):
+            t = steps - 1 - i
+            at = offs + n.to(tl.int64) * t
+            h = tl.load(h_ptr + at, mask=mask, other=0.0).to(tl.float32)
+            grad_s = tl.load(grad_s_ptr + at, mask=mask, other=0.0).to(tl.float32)
+            u = h - v_threshold
+            if SURROGATE == 0:
+                sig = tl.sigmoid(alpha * u)
+                slope = (1 - sig) * sig * alpha
+            else:
+                z = u * (1.5707963267948966 * alpha)
+                slope = (alpha / 2) / (1 + z * z)
+            fired = h >= v_threshold
+            if HARD:
+                through = tl.where(fired, 0.0, 1.0)
+                if not DETACH:
+                    through = through + (v_reset - h) * slope
+            else:
+                if DETACH:
+                    through = tl.full([BLOCK_SIZE], 1.0, tl.float32)
+                else:
+                    through = 1 - v_threshold * slope
+            grad_h = grad_s * slope + carry * through
+            if LEAK == 0:
+                grad_x = grad_h
+                carry = grad_h
+            else:
+                if LEAK == 1:
+                    scaled = tl.math.div_rn(grad_h, k)
+                else:
+                    scaled = grad_h * k
+                if DECAY_INPUT:
+                    grad_x = scaled
+                else:
+                    grad_x = grad_h
+                carry = grad_h - scaled
+            tl.store(grad_x_ptr + at, grad_x.to(grad_x_ptr.dtype.element_ty), mask=mask)
+            if NEED_K:
+                has_prev = (offs * 0 + t) > 0  # a tensor, so masks work compiled and interpreted
+                h_prev = tl.load(h_ptr + (at - n), mask=mask & has_prev, other=0.0).to(tl.float32)
+                v_prev = tl.where(has_prev, _reset(h_prev, v_threshold, v_reset, HARD), rest)
+                if DECAY_INPUT:
+                    x = tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32)
+                    grad_k += grad_h * (x - (v_prev - rest))
+                else:
+                    grad_k += grad_h * (rest - v_prev)
+        if NEED_K:
+            tl.store(grad_k_ptr + pid, tl.sum(tl.where(mask, grad_k, 0.0), axis=0))
+
+
+def unsupported(d: Dynamics, x: Tensor) -> str:
+    """Why the fused kernels cannot run this call ('' if they can)."""
+    if os.environ.get("TAWQ_NEURON_KERNEL", "auto").lower() == "torch":
+        return "TAWQ_NEURON_KERNEL=torch"
+    if UNAVAILABLE:
+        return UNAVAILABLE
+    if not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        return "tensor is not on a CUDA device"
+    if d.surrogate.name not in SURROGATE_IDS:
+        return f"no fused kernel for surrogate {d.surrogate.name!r}"
+    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return f"no fused kernel for dtype {x.dtype}"
+    return ""
+
+
+def _launch_args(d: Dynamics, k: Leak, like: Tensor) -> tuple[Tensor, float, dict]:
+    k_ptr = k if isinstance(k, Tensor) else like.new_zeros(1, dtype=torch.float32)
+    k_value = float(k) if isinstance(k, (int, float)) else 1.0
+    flags = {"LEAK": LEAK_IDS[d.leak], "DECAY_INPUT": d.decay_input, "HARD": d.hard}
+    return k_ptr, k_value, flags
+
+
+def _grid(n: int) -> tuple[int]:
+    return (math.ceil(n / BLOCK),)
+
+
+def run(d: Dynamics, x: Tensor, k: Leak, keep_h: bool) -> tuple[Tensor, Tensor | None]:
+    """Fused forward: spikes, and ``h`` when `keep_h` (same layout as x, made contiguous)."""
+    x = x.contiguous()
+    steps, n = x.shape[0], x[0].numel()
+    spikes = torch.empty_like(x)
+    charged = torch.empty_like(x) if keep_h else spikes
+    k_ptr, k_value, flags = _launch_args(d, k, x)
+    v_reset = d.v_reset if d.hard else 0.0
+    _forward_kernel[_grid(n)](x, spikes, charged, k_ptr, k_value, n, steps, d.v_threshold, v_reset, d.rest,
+                              KEEP_H=keep_h, BLOCK_SIZE=BLOCK, enable_fp_fusion=False, **flags)
+    return spikes, (charged if keep_h else None)
+
+
+def bptt(d: Dynamics, grad_spikes: Tensor, charged: Tensor, x: Tensor | None, k: Leak,
+         need_k: bool) -> tuple[Tensor, Tensor | None]:
+    """Fused backward: dL/dx, and dL/dk (a float32 scalar) when `need_k`."""
+    grad_spikes = grad_spikes.contiguous()
+    steps, n = charged.shape[0], charged[0].numel()
+    grad_x = torch.empty_like(charged)
+    grid = _grid(n)
+    partial = torch.empty(grid[0] if need_k else 1, device=charged.device, dtype=torch.float32)
+    k_ptr, k_value, flags = _launch_args(d, k, charged)
+    x_ptr = x.contiguous() if x is not None else charged
+    v_reset = d.v_reset if d.hard else 0.0
+    _backward_kernel[grid](grad_spikes, charged, x_ptr, grad_x, partial, k_ptr, k_value, n, steps,
+                           d.v_threshold, v_reset, d.rest, d.alpha, DETACH=d.detach_reset,
+                           SURROGATE=SURROGATE_IDS[d.surrogate.name], NEED_K=need_k, BLOCK_SIZE=BLOCK,
+                           enable_fp_fusion=False, **flags)
+    return grad_x, (partial.sum() if need_k else None)
