@@ -3,13 +3,14 @@
 Every latent weight drives a tiny leaky integrator for T steps; the integer it fires at step t is
 that synapse's weight at step t (see docs/tawq-method.md). The forward pass and its backward pass
 (sigmoid-4 surrogate, BPTT over the T steps, gradient through alpha) are written out by hand in one
-autograd Function: the dynamics run once per layer per forward, and the hand-written version needs
-about a third of the tensor passes autograd records for the plain loop. Its gradients equal those of
+autograd Function: the dynamics run once per layer per forward, in a fixed number of tensor operations
+(see `run_dynamics`), far fewer than autograd records for the plain loop. Its gradients equal those of
 a plain autograd loop (tests/plugins/quantizers/test_quantizer_tawq.py checks this).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -39,18 +40,16 @@ def thresholds(levels: int) -> list[float]:
     return [(2 * k - 1) * THETA for k in range(1, levels + 1)]
 
 
-def fire(u: Tensor, levels: int) -> tuple[Tensor, Tensor]:
-    """(q in [-L, L], keep = 1 where nothing fired else 0). For L = 1, q = 1[u > theta] - 1[u < -theta].
+def fire(u: Tensor, levels: int) -> Tensor:
+    """q in [-L, L]; for L = 1 exactly 1[u > theta] - 1[u < -theta].
 
     hardshrink keeps u strictly beyond the threshold, so the pattern table's closed intervals hold
-    exactly, and every zero of q is +0 (which keeps packed round trips bit-exact). Float masks, not
-    bool ones: mixed bool/float kernels are several times slower on CPU.
+    exactly, and every zero of q is +0 (which keeps packed round trips bit-exact).
     """
     q = torch.sign(F.hardshrink(u, THETA))
-    keep = 1 - q * q
     for th in thresholds(levels)[1:]:
         q = q + torch.sign(F.hardshrink(u, th))
-    return q, keep
+    return q
 
 
 def surrogate(u: Tensor, levels: int) -> Tensor:
@@ -83,27 +82,43 @@ def fan_in_mean(t: Tensor) -> Tensor:
     return t.mean(dim=tuple(range(2, t.dim()))) if t.dim() > 2 else t
 
 
+def reset_free_trajectory(x: Tensor, timesteps: int) -> Tensor:
+    """``U[j]``: the calcium level j + 1 steps after a reset, charged by the constant drive `x`."""
+    trajectory = x.new_empty(timesteps, *x.shape)
+    c = torch.zeros_like(x)
+    for j in range(timesteps):
+        c = torch.add(c, (x - c) / TAU, out=trajectory[j])  # c <- c + (x - c) / tau, as the spec writes it
+    return trajectory
+
+
 def run_dynamics(x: Tensor, timesteps: int, levels: int, jacobian: bool = False
                  ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Integrate drive `x` for T steps from c = 0: (q ``[T, *x.shape]``, alpha ``[T, Co]``, dq/dx).
 
-    With `jacobian`, also d q_t / d x per weight under the surrogate (forward-mode: each weight's
-    dynamics are a scalar recurrence, so the BPTT sum collapses to one product in the backward).
+    The drive is constant and the reset returns c to exactly 0, so after a spike the neuron retraces
+    the same float values: it fires every k steps, k = the first step at which the reset-free
+    trajectory U crosses theta, and at step t it sits at U[(t - 1) mod k]. Gathering from U gives the
+    step-by-step loop with resets bit for bit, in a fixed number of tensor operations (fewer kernel
+    launches, which dominate on GPUs). With `jacobian`, also d q_t / d x under the surrogate: each
+    weight's dynamics are a scalar recurrence, so the BPTT sum collapses to one product per step.
     """
-    c = torch.zeros_like(x)
-    dc = torch.zeros_like(x) if jacobian else None  # d c_{t-1} / d x
-    q = x.new_empty(timesteps, *x.shape)
-    slopes = x.new_empty(timesteps, *x.shape) if jacobian else None
-    for t in range(timesteps):
-        u = c + (x - c) / TAU
-        q[t], keep = fire(u, levels)
-        c = u * keep  # hard reset to 0 after any spike; the reset is not differentiated
-        if dc is not None:
-            du = dc * (1 - 1 / TAU) + 1 / TAU  # u_t = c_{t-1} + (x - c_{t-1}) / tau
-            torch.mul(surrogate(u, levels), du, out=slopes[t])
-            dc = du * keep
+    trajectory = reset_free_trajectory(x, timesteps)
+    # |U| only grows toward |x| (each step halves the gap, rounding is monotone), so the steps before
+    # the first spike are the steps not beyond theta; a weight that never fires gets period T + 1
+    quiet = timesteps - (trajectory.abs() > THETA).sum(dim=0)
+    period = (quiet + 1).to(x.dtype)
+    steps = torch.arange(timesteps, dtype=x.dtype, device=x.device).reshape(-1, *([1] * x.dim()))
+    since_reset = steps - torch.floor(steps / period) * period  # (t - 1) mod k, exact for small integers
+    fired_now = (since_reset == period - 1).to(x.dtype)
+    level = fire(trajectory.gather(0, quiet.clamp(max=timesteps - 1).unsqueeze(0)), levels)
+    q = (fired_now * level).add_(0.0)  # + 0.0 turns the -0 of (0 · negative level) into +0
     alpha = 1.0 / (fan_in_mean(q.abs()) + ALPHA_EPS)
-    return q, alpha, slopes
+    if not jacobian:
+        return q, alpha, None
+    potential = trajectory.gather(0, since_reset.to(torch.int64))
+    # d U[j] / d x under the detached reset: d <- d·(1 - 1/tau) + 1/tau from 0, i.e. 1 - (1 - 1/tau)^(j + 1)
+    slopes = 1 - torch.exp((since_reset + 1) * math.log(1 - 1 / TAU))
+    return q, alpha, surrogate(potential, levels).mul_(slopes)
 
 
 class CalciumQuant(torch.autograd.Function):

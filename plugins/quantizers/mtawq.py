@@ -9,9 +9,8 @@ bump per threshold, and alpha = 1 / (mean |q| over the fan-in + 1e-6) as in TaWQ
 
 from __future__ import annotations
 
-from tawq_plugins.quantizers.calcium import CalciumQuantizer
-
 from tawq_core import ConfigError, hookimpl
+from tawq_plugins.quantizers.calcium import CalciumQuantizer
 
 MAX_BITS = 4  # the surrogate sums 2L bumps per step; beyond 4 bits (L = 7) use ptq8-style quantization
 

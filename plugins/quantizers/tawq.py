@@ -8,9 +8,8 @@ index per weight (at most 2T + 1 states: 3.2 bits at T = 4) plus the T x Co alph
 
 from __future__ import annotations
 
-from tawq_plugins.quantizers.calcium import CalciumQuantizer
-
 from tawq_core import hookimpl
+from tawq_plugins.quantizers.calcium import CalciumQuantizer
 
 
 class Tawq(CalciumQuantizer):

@@ -99,7 +99,7 @@ def test_per_timestep_entropy_and_firing_fractions_on_standard_normal():
 
 
 @pytest.mark.parametrize("shape", [(6, 4, 3, 3), (9, 13), (5, 2, 7)])
-@pytest.mark.parametrize("steps", [1, 4, 6])
+@pytest.mark.parametrize("steps", [1, 4, 6, 12])
 def test_forward_and_gradients_equal_the_plain_loop(tawq, shape, steps):
     gen = torch.Generator().manual_seed(steps)
     w = (0.3 * torch.randn(*shape, generator=gen) + 0.05).requires_grad_()
