@@ -40,10 +40,11 @@ def _sig(row: Row, name: str, scale: float = 1.0) -> str:
     return text if not std else f"{text} ± {std * scale:.2g}"
 
 
-def _latency(row: Row) -> str:
-    if row.get("latency_batch_median_s_mean") is None:
-        return _pm(row, "latency_batch_median_s")
-    return f"{_num(row['latency_batch_median_s_mean'], 1e3)} / {_num(row['latency_batch_p90_s_mean'], 1e3)}"
+def _latency(row: Row, per: str, scale: float, digits: int) -> str:
+    median = row.get(f"latency_{per}_median_s_mean")
+    if median is None:
+        return "n/a†" if "latency_batch_median_s" in row.get("reasons", {}) else "n/a"
+    return f"{_num(median, scale, digits)} / {_num(row[f'latency_{per}_p90_s_mean'], scale, digits)}"
 
 
 def _fmt(row: Row, name: str, template: str) -> str:
@@ -63,8 +64,8 @@ MARKDOWN_COLUMNS: list[tuple[str, Callable[[Row], str]]] = [
     ("backend", lambda r: r["backend"]),
     ("top-1 %", lambda r: _pm(r, "top1")),
     ("Δ vs fp32 (pp)", lambda r: "ref" if r["quantizer"] == "fp32" else _pm(r, "drop", signed=True)),
-    ("latency/batch ms (median / p90)", _latency),
-    ("latency/sample µs (median)", lambda r: _pm(r, "latency_sample_median_s", 1e6, 1)),
+    ("latency/batch ms (median / p90)", lambda r: _latency(r, "batch", 1e3, 2)),
+    ("latency/sample µs (median / p90)", lambda r: _latency(r, "sample", 1e6, 1)),
     ("throughput samples/s", lambda r: _pm(r, "throughput_sps", 1.0, 0)),
     ("energy est. conventional µJ/sample", lambda r: _sig(r, "energy_conventional_j", 1e6)),
     ("energy est. exact ternary-aware µJ/sample", lambda r: _sig(r, "energy_exact_j", 1e6)),

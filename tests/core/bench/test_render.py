@@ -81,7 +81,10 @@ def test_markdown_columns_and_notes():
     tawq = next(line for line in lines if line.startswith("| tawq"))
     cells = [c.strip() for c in tawq.strip("|").split("|")]
     assert cells[2] == "90.25 ± 1.77" and cells[3] == "-0.75 ± 0.35"
+    assert cells[4] == "2.00 / 3.00" and cells[5] == "31.2 / 46.9" and cells[6] == "32000 ± 0"
     assert cells[7] == "2" and cells[8] == "1" and cells[9] == "n/a†"
+    cuda = [c.strip() for c in next(line for line in lines if "| cuda |" in line).strip("|").split("|")]
+    assert cuda[2] == "91.00 ± 1.41" and cuda[4] == cuda[5] == cuda[10] == "n/a†"
     assert cells[11] == "1" and cells[12] == "3.20" and cells[13] == "4.00×" and cells[15] == "900"
     assert "- a stated convention" in lines
     assert any("energy measured n/a for fp32/cpu, tawq/cpu: no RAPL here" in line for line in lines)
