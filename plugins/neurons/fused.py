@@ -3,10 +3,11 @@
 The eager loop in `tawq_plugins.neurons.dynamics` launches ~5 kernels per timestep forward and ~10
 backward, each reading and writing whole tensors. Here one program walks the T steps of a block of
 neurons with the membrane in registers: the forward reads x once and writes the spikes and ``h``, the
-backward reads ``h`` and dL/ds once and writes dL/dx. Same equations, same operation order, IEEE
-division and no FMA contraction, so spikes equal the eager path's bit for bit in float32 (pinned by the
-CUDA tests); gradients agree to float rounding. Arithmetic is float32 whatever the storage dtype; the
-stored ``h`` is rounded to the storage dtype before firing, so forward and backward see the same ``h``.
+backward reads ``h`` and dL/ds once and writes dL/dx. Same equations in the same order, the same
+division as PyTorch on that device and no FMA contraction, so spikes equal the eager path's bit for bit
+in float32 (pinned by the CUDA tests); gradients agree to float rounding (Triton's sigmoid is not
+PyTorch's). Arithmetic is float32 whatever the storage dtype; the stored ``h`` is rounded to the
+storage dtype before firing, so forward and backward see the same ``h``.
 
 Used automatically for CUDA tensors when Triton imports and the surrogate has a kernel here; set
 ``TAWQ_NEURON_KERNEL=torch`` to force the eager loop.
@@ -36,14 +37,23 @@ else:
     UNAVAILABLE = ""
 
     @triton.jit
-    def _charge(v, x, k, rest, LEAK: tl.constexpr, DECAY_INPUT: tl.constexpr):
+    def _divide(a, k, RECIPROCAL: tl.constexpr):
+        # k is 1/tau when RECIPROCAL (PyTorch's CUDA division by a scalar), else tau (IEEE division)
+        if RECIPROCAL:
+            q = a * k
+        else:
+            q = tl.math.div_rn(a, k)
+        return q
+
+    @triton.jit
+    def _charge(v, x, k, rest, LEAK: tl.constexpr, DECAY_INPUT: tl.constexpr, RECIPROCAL: tl.constexpr):
         if LEAK == 0:
             h = v + x
         elif LEAK == 1:
             if DECAY_INPUT:
-                h = v + tl.math.div_rn(x - (v - rest), k)
+                h = v + _divide(x - (v - rest), k, RECIPROCAL)
             else:
-                h = v - tl.math.div_rn(v - rest, k) + x
+                h = v - _divide(v - rest, k, RECIPROCAL) + x
         else:
             if DECAY_INPUT:
                 h = v + (x - (v - rest)) * k
@@ -63,7 +73,7 @@ else:
     @triton.jit(do_not_specialize=["n", "steps"])
     def _forward_kernel(x_ptr, spikes_ptr, h_ptr, k_ptr, k_value, n, steps, v_threshold, v_reset, rest,
                         LEAK: tl.constexpr, DECAY_INPUT: tl.constexpr, HARD: tl.constexpr,
-                        KEEP_H: tl.constexpr, BLOCK_SIZE: tl.constexpr):
+                        RECIPROCAL: tl.constexpr, KEEP_H: tl.constexpr, BLOCK_SIZE: tl.constexpr):
         offs = tl.program_id(0).to(tl.int64) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
         mask = offs < n
         k = k_value
@@ -73,7 +83,7 @@ else:
         for t in range(steps):
             at = offs + n.to(tl.int64) * t
             x = tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32)
-            h = _charge(v, x, k, rest, LEAK, DECAY_INPUT)
+            h = _charge(v, x, k, rest, LEAK, DECAY_INPUT, RECIPROCAL)
             h = h.to(spikes_ptr.dtype.element_ty).to(tl.float32)  # fire on the h that backward will see
             tl.store(spikes_ptr + at, (h >= v_threshold).to(spikes_ptr.dtype.element_ty), mask=mask)
             if KEEP_H:
@@ -83,8 +93,8 @@ else:
     @triton.jit(do_not_specialize=["n", "steps"])
     def _backward_kernel(grad_s_ptr, h_ptr, x_ptr, grad_x_ptr, grad_k_ptr, k_ptr, k_value, n, steps,
                          v_threshold, v_reset, rest, alpha, LEAK: tl.constexpr, DECAY_INPUT: tl.constexpr,
-                         HARD: tl.constexpr, DETACH: tl.constexpr, SURROGATE: tl.constexpr,
-                         NEED_K: tl.constexpr, BLOCK_SIZE: tl.constexpr):
+                         HARD: tl.constexpr, RECIPROCAL: tl.constexpr, DETACH: tl.constexpr,
+                         SURROGATE: tl.constexpr, NEED_K: tl.constexpr, BLOCK_SIZE: tl.constexpr):
         pid = tl.program_id(0)
         offs = pid.to(tl.int64) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
         mask = offs < n
@@ -121,7 +131,7 @@ else:
                 carry = grad_h
             else:
                 if LEAK == 1:
-                    scaled = tl.math.div_rn(grad_h, k)
+                    scaled = _divide(grad_h, k, RECIPROCAL)
                 else:
                     scaled = grad_h * k
                 if DECAY_INPUT:
@@ -159,10 +169,17 @@ def unsupported(d: Dynamics, x: Tensor) -> str:
 
 
 def _launch_args(d: Dynamics, k: Leak, like: Tensor) -> tuple[Tensor, float, dict]:
-    k_ptr = k if isinstance(k, Tensor) else like.new_zeros(1, dtype=torch.float32)
-    k_value = float(k) if isinstance(k, (int, float)) else 1.0
-    flags = {"LEAK": LEAK_IDS[d.leak], "DECAY_INPUT": d.decay_input, "HARD": d.hard}
-    return k_ptr, k_value, flags
+    """k as a pointer (PLIF; `like` stands in, unread, otherwise) or a float, and the static flags.
+
+    The eager loop divides by tau; on CUDA PyTorch does that as a multiplication by the float32
+    reciprocal, so the kernel does the same there to keep spikes bit-identical to the eager path.
+    """
+    reciprocal = like.is_cuda
+    k_value = 1.0
+    if isinstance(k, (int, float)):
+        k_value = (torch.ones((), dtype=torch.float32) / float(k)).item() if reciprocal else float(k)
+    flags = {"LEAK": LEAK_IDS[d.leak], "DECAY_INPUT": d.decay_input, "HARD": d.hard, "RECIPROCAL": reciprocal}
+    return (k if isinstance(k, Tensor) else like), k_value, flags
 
 
 def _grid(n: int) -> tuple[int]:
@@ -189,7 +206,7 @@ def bptt(d: Dynamics, grad_spikes: Tensor, charged: Tensor, x: Tensor | None, k:
     steps, n = charged.shape[0], charged[0].numel()
     grad_x = torch.empty_like(charged)
     grid = _grid(n)
-    partial = torch.empty(grid[0] if need_k else 1, device=charged.device, dtype=torch.float32)
+    partial = torch.empty(grid[0], device=charged.device, dtype=torch.float32) if need_k else grad_x
     k_ptr, k_value, flags = _launch_args(d, k, charged)
     x_ptr = x.contiguous() if x is not None else charged
     v_reset = d.v_reset if d.hard else 0.0

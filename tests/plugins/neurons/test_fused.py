@@ -58,7 +58,7 @@ def test_fused_kernels_equal_eager_loops(case):
     need_k = case[0] == "plif"
     grad_x, grad_k = fused.bptt(d, grad_s, charged, x, k, need_k)
     ref_x, ref_k = dynamics._bptt(d, grad_s, ref_charged, x, k, need_k)
-    torch.testing.assert_close(grad_x, ref_x, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad_x, ref_x, rtol=1e-4, atol=1e-5)
     if need_k:
         torch.testing.assert_close(grad_k, ref_k.sum(), rtol=1e-4, atol=1e-4)
 
