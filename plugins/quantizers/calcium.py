@@ -20,6 +20,7 @@ from torch import Tensor
 from tawq_core import ConfigError, PackedWeight, Quantizer, QuantMode, ShapeError
 from tawq_core.packing import pack_patterns, unpack_patterns
 from tawq_core.quantizer import check_timesteps
+from tawq_plugins.quantizers import calcium_fused as fused
 
 TAU = 2.0  # calcium leak time constant
 THETA = 0.25  # firing threshold of the first level
@@ -101,7 +102,11 @@ def run_dynamics(x: Tensor, timesteps: int, levels: int, jacobian: bool = False
     step-by-step loop with resets bit for bit, in a fixed number of tensor operations (fewer kernel
     launches, which dominate on GPUs). With `jacobian`, also d q_t / d x under the surrogate: each
     weight's dynamics are a scalar recurrence, so the BPTT sum collapses to one product per step.
+    On CUDA a fused Triton kernel (`calcium_fused`) runs the same recurrence in one launch.
     """
+    if not fused.unsupported(x):
+        q, slopes = fused.run(x, timesteps, levels, jacobian, TAU, THETA, SURROGATE_SLOPE)
+        return q, 1.0 / (fan_in_mean(q.abs()) + ALPHA_EPS), slopes
     trajectory = reset_free_trajectory(x, timesteps)
     # |U| only grows toward |x| (each step halves the gap, rounding is monotone), so the steps before
     # the first spike are the steps not beyond theta; a weight that never fires gets period T + 1

@@ -9,6 +9,7 @@ from torch import nn
 
 import tawq_core
 from tawq_core import QuantConv2d, QuantLinear
+from tawq_plugins.quantizers import calcium, calcium_fused
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 NAMES = [("fp32", {}), ("tawq", {}), ("mtawq", {"bits": 3}), ("ptq8", {}), ("binary", {}), ("ternary", {})]
@@ -76,3 +77,30 @@ def test_quantized_model_trains_on_cuda_with_amp():
     scaler.step(optimizer)
     scaler.update()
     assert torch.isfinite(loss) and not torch.equal(before, model.blocks[0].conv1[0].weight)
+
+
+@pytest.mark.skipif(bool(calcium_fused.UNAVAILABLE), reason=calcium_fused.UNAVAILABLE or "triton")
+@pytest.mark.parametrize("levels", [1, 3])
+@pytest.mark.parametrize("steps", [1, 4, 7])
+def test_fused_kernel_equals_the_eager_path(levels, steps, monkeypatch):
+    x = torch.randn(3001, device="cuda", generator=torch.Generator("cuda").manual_seed(steps)) * 1.5
+    assert calcium_fused.unsupported(x) == ""
+    q_fused, alpha_fused, slopes_fused = calcium.run_dynamics(x, steps, levels, jacobian=True)
+    monkeypatch.setenv("TAWQ_QUANT_KERNEL", "torch")
+    q_eager, alpha_eager, slopes_eager = calcium.run_dynamics(x, steps, levels, jacobian=True)
+    assert torch.equal(q_fused, q_eager) and torch.equal(alpha_fused, alpha_eager)
+    torch.testing.assert_close(slopes_fused, slopes_eager, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(bool(calcium_fused.UNAVAILABLE), reason=calcium_fused.UNAVAILABLE or "triton")
+def test_fused_weights_and_gradients_equal_the_eager_quantizer(monkeypatch):
+    q = tawq_core.create("quantizer", "tawq")
+    w = torch.randn(24, 8, 3, 3, device="cuda", requires_grad=True)
+    upstream = torch.randn(4, 24, 8, 3, 3, device="cuda")
+    fused_out = q.weights(w, 4)
+    (fused_grad,) = torch.autograd.grad((fused_out * upstream).sum(), w)
+    monkeypatch.setenv("TAWQ_QUANT_KERNEL", "torch")
+    eager_out = q.weights(w, 4)
+    (eager_grad,) = torch.autograd.grad((eager_out * upstream).sum(), w)
+    assert torch.equal(fused_out, eager_out)
+    torch.testing.assert_close(fused_grad, eager_grad, rtol=1e-4, atol=1e-5)
