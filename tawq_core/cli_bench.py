@@ -55,7 +55,7 @@ def bench(preset: str | None, quantizers: str | None, backends: str | None, mode
         result = runner.run()
     except KeyboardInterrupt:
         click.echo(f"interrupted: {len(runner.computed)} cell(s) finished in this run are saved under "
-                   f"{runner.run_dir}", err=True)
-        raise  # the CLI turns it into its one-line resume hint and exit code 130
+                   f"{runner.run_dir}; re-run the same command to resume", err=True)
+        raise  # the CLI exits with code 130
     if result.markdown:
         click.echo(result.markdown, nl=False)
