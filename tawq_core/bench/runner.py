@@ -205,7 +205,7 @@ class Runner:
                 "run_id": self.cfg.run_id}
         if backend.name in self.unavailable:  # never cached: the hardware may appear later
             self.records[key] = {**base, "status": "unavailable", "reason": self.unavailable[backend.name],
-                                 "provenance": prov}
+                                 "hardware": {"backend": backend.name}, "provenance": prov}
             return
         cached = None if self.force else self.store.get("cells", key)
         if cached is not None:
@@ -233,7 +233,6 @@ class Runner:
                            "quantizer": list(cfg.quantizers), "backend": list(cfg.backends)})
         self.log(f"bench run {cfg.run_id}: {len(cfg.seeds)} seed(s) × {len(cfg.quantizers)} quantizers × "
                  f"{len(cfg.backends)} backend(s) -> {self.run_dir}")
-        text = ""
         for seed in cfg.seeds:
             for quantizer in cfg.quantizers:
                 stage = self.stage(seed, quantizer)

@@ -140,3 +140,11 @@ def test_paper_presets_need_their_data(capsys, tmp_path, preset):
     code, _, err = _cli(capsys, "bench", "--preset", preset, "--backend", "cpu", "--data-dir", str(tmp_path),
                         "--out", str(tmp_path / "r"), "--quiet")
     assert code == 2 and str(tmp_path) in err and err.count("\n") == 1, err
+
+
+def test_report_of_a_directory_without_results(capsys, tmp_path):
+    code, _, err = _cli(capsys, "report", str(tmp_path))
+    assert code == 2 and "results.json' not found" in err and err.count("\n") == 1
+    (tmp_path / "results.json").write_text('{"format": 99}')
+    code, _, err = _cli(capsys, "report", str(tmp_path))
+    assert code == 2 and "is not a tawq results file" in err
