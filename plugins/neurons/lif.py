@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from tawq_core import ConfigError, Neuron, hookimpl
+from tawq_core import ConfigError, Neuron, ShapeError, hookimpl
 from tawq_core.neuron import check_multistep
 from tawq_plugins.neurons.dynamics import Dynamics, Leak, multistep
 from tawq_plugins.neurons.surrogate import get_surrogate
@@ -63,6 +63,8 @@ class _IntegrateFire(Neuron):
 
     def forward(self, x: Tensor) -> Tensor:
         check_multistep(x, f"neuron {self.kind!r}")
+        if x.shape[0] == 0:
+            raise ShapeError(f"neuron {self.kind!r} got T = 0 timesteps (input shape {tuple(x.shape)})")
         if not x.is_floating_point():
             x = x.to(torch.get_default_dtype())
         return multistep(x, self.dynamics, self.leak_constant())

@@ -108,6 +108,8 @@ def test_output_keeps_shape_and_dtype():
 def test_non_time_major_input_is_a_shape_error():
     with pytest.raises(ShapeError, match="T, B"):
         neuron("lif")(torch.randn(5))
+    with pytest.raises(ShapeError, match="T = 0"):
+        neuron("if")(torch.randn(0, 3))
 
 
 @pytest.mark.parametrize(
