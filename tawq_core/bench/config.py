@@ -228,6 +228,9 @@ class BenchConfig:
             train["epochs"] = qat["epochs"] = epochs
         if batch_size is not None:
             train["batch_size"] = batch_size
+        if "quantizers" in given:  # options of quantizers the flag leaves out would otherwise be an error
+            chosen = _names("quantizers", given["quantizers"])
+            given.setdefault("quantizer_options", {q: o for q, o in self.quantizer_options.items() if q in chosen})
         unknown = set(given) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise ConfigError(f"unknown bench options: {', '.join(sorted(unknown))}")

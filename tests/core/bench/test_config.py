@@ -84,6 +84,9 @@ def test_overrides_from_flags():
     assert cfg.seeds == (1, 2) and cfg.quantizers == ("fp32", "binary") and cfg.model == "mlp"
     with pytest.raises(ConfigError, match="timesteps"):
         make().with_overrides(timesteps=-1)
+    # --quantizers drops the preset's options of quantizers it leaves out
+    tuned = make(quantizers=["tawq", "binary"], quantizer_options={"tawq": {"x": 1}, "binary": {"y": 2}})
+    assert tuned.with_overrides(quantizers=["binary"]).quantizer_options == {"binary": {"y": 2}}
 
 
 def test_every_shipped_preset_validates():
