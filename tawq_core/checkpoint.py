@@ -66,7 +66,8 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, meta: dict[s
 
     Record what `build_from_checkpoint` needs: ``model`` (plugin name), ``model_options`` (every keyword
     given to the model factory, including ``num_classes`` and ``sample_shape``), and, if the model was
-    quantized, ``quantizer``, ``quantizer_options`` and ``timesteps``.
+    quantized, ``quantizer``, ``quantizer_options``, ``timesteps`` and, for a non-default policy,
+    ``quant_policy`` (the `tawq_core.QuantPolicy` fields as a dict).
     """
     from tawq_core import __version__
     from tawq_core.distributed import unwrap
@@ -177,7 +178,7 @@ def build_from_checkpoint(path: str | os.PathLike[str], device: torch.device | s
     """Recreate the model a checkpoint was saved from, re-apply its quantization, load the weights.
 
     Uses ``create("model", meta["model"], **meta["model_options"])`` and, when the checkpoint records a
-    quantizer, ``tawq_core.quantize(model, create("quantizer", ...), meta["timesteps"])``.
+    quantizer, ``tawq_core.quantize(model, create("quantizer", ...), meta["timesteps"], policy)``.
     """
     import tawq_core
 
@@ -191,6 +192,8 @@ def build_from_checkpoint(path: str | os.PathLike[str], device: torch.device | s
             raise CheckpointError(f"{path} was quantized with {meta['quantizer']!r} but this tawq has no "
                                   "tawq_core.quantize; upgrade tawq")
         quantizer = tawq_core.create("quantizer", meta["quantizer"], **(meta.get("quantizer_options") or {}))
-        quantize(model, quantizer, int(meta.get("timesteps") or 1))
+        policy = meta.get("quant_policy")
+        quantize(model, quantizer, int(meta.get("timesteps") or 1),
+                 tawq_core.QuantPolicy(**policy) if policy else None)
     load_into(model, state, meta, source=f"checkpoint {path}")
     return model.to(device), meta

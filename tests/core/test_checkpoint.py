@@ -144,3 +144,17 @@ def test_write_json_is_atomic_and_reports_unwritable_places(tmp_path):
     blocker.write_text("x")
     with pytest.raises(ConfigError, match="cannot write"):
         write_json(blocker / "summary.json", {})
+
+
+def test_build_reapplies_the_recorded_quantizer_and_policy(tmp_path):
+    options = {"num_classes": 3, "sample_shape": (4,), "hidden": [8, 8]}
+    model = tawq_core.create("model", "mlp", **options)
+    policy = {"skip_roles": ["head"]}  # quantize the stem too
+    report = tawq_core.quantize(model, tawq_core.create("quantizer", "binary"), 2, tawq_core.QuantPolicy(**policy))
+    meta = {"model": "mlp", "model_options": options, "quantizer": "binary", "timesteps": 2, "quant_policy": policy}
+    rebuilt, _ = build_from_checkpoint(save_checkpoint(tmp_path / "q.safetensors", model, meta))
+    swapped = [name for name, _ in tawq_core.quantized_layers(rebuilt)]
+    assert swapped == [layer.name for layer in report.swapped] and len(swapped) == 2
+    x = torch.rand(2, 5, 4)
+    model.eval(), rebuilt.eval()
+    assert torch.equal(model(x), rebuilt(x))
