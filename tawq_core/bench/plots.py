@@ -53,6 +53,9 @@ def write_plots(rows: list[dict[str, Any]], out_dir: Path, title: str) -> list[P
                         fillstyle="full" if marker == "o" else "none")
             for x, y, p in zip(xs, ys, pts, strict=True):
                 ax.annotate(p["quantizer"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        if filename == PLOTS[1]:  # 1 to 32 bits: equal room for every doubling
+            ax.set_xscale("log", base=2)
+            ax.set_xticks([1, 2, 4, 8, 16, 32], labels=["1", "2", "4", "8", "16", "32"])
         ax.set_xlabel(xlabel)
         ax.set_ylabel("top-1 accuracy (%)")
         ax.set_title(title, fontsize=9)
