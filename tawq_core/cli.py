@@ -66,13 +66,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        if debug:
+    except (click.Abort, KeyboardInterrupt) as exc:
+        # click turns Ctrl-C into Abort (with the KeyboardInterrupt as its cause)
+        interrupted = isinstance(exc, KeyboardInterrupt) or isinstance(exc.__cause__, KeyboardInterrupt)
+        if debug and interrupted:
             raise
-        click.echo("interrupted: finished results are kept; re-run the same command to resume", err=True)
+        click.echo("interrupted: everything finished so far is saved" if interrupted else "aborted", err=True)
         sys.exit(130)
 
 

@@ -50,3 +50,17 @@ def test_unknown_command_is_a_usage_error(capsys):
         cli_module.main(["no-such-command"])
     assert exit_info.value.code == 2
     assert "No such command" in capsys.readouterr().err
+
+
+@click.command()
+def ctrl_c_command() -> None:
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_exits_130_with_a_message_not_a_traceback(monkeypatch, capsys):
+    monkeypatch.setitem(cli_module.COMMANDS, "ctrl-c", f"{__name__}:ctrl_c_command")
+    with pytest.raises(SystemExit) as exit_info:
+        cli_module.main(["ctrl-c"])
+    assert exit_info.value.code == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err
