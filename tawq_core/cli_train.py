@@ -102,6 +102,8 @@ def _quantize(model: torch.nn.Module, quantizer: Quantizer, timesteps: int) -> d
 @click.option("--grad-clip", type=float, default=None, help="Clip the gradient norm to this value.")
 @click.option("--val-fraction", type=float, default=0.0, show_default=True,
               help="Hold out this share of the training set for per-epoch validation.")
+@click.option("--eval-every", type=int, default=TrainConfig.eval_every, show_default=True,
+              help="Evaluate every N epochs (0: only the final test evaluation).")
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
 @click.option("--backend", "backend_name", default="cpu", show_default=True, help="cpu, cuda, npu...")
 @click.option("--data-dir", default=None, help="Folder holding dataset files (file-backed datasets).")
@@ -115,7 +117,7 @@ def _quantize(model: torch.nn.Module, quantizer: Quantizer, timesteps: int) -> d
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for checkpoint + summary.")
 def train(model_name: str, dataset_name: str, quantizer_name: str | None, timesteps: int | None,
                   epochs: int, batch_size: int, lr: float, weight_decay: float, warmup_epochs: float,
-                  label_smoothing: float, grad_clip: float | None, val_fraction: float, seed: int,
+                  label_smoothing: float, grad_clip: float | None, val_fraction: float, eval_every: int, seed: int,
                   backend_name: str, data_dir: str | None, download: bool, neuron: str | None,
                   model_pairs: tuple[str, ...], dataset_pairs: tuple[str, ...], quantizer_pairs: tuple[str, ...],
                   neuron_pairs: tuple[str, ...], progress: bool | None, out: Path) -> None:
@@ -131,7 +133,7 @@ def train(model_name: str, dataset_name: str, quantizer_name: str | None, timest
     T = _timesteps(splits, timesteps)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, grad_clip=grad_clip,
-                         seed=seed, timesteps=T, val_fraction=val_fraction)
+                         seed=seed, timesteps=T, val_fraction=val_fraction, eval_every=eval_every)
 
     factory_options: dict[str, Any] = {"num_classes": splits.num_classes,
                                        "sample_shape": tuple(splits.sample_shape), **model_options}

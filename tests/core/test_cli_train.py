@@ -45,8 +45,9 @@ def test_fp32_training_writes_checkpoint_and_summary(tmp_path, capsys):
 def test_quantized_training_records_and_rebuilds(tmp_path, quantizer, applied):
     out = tmp_path / quantizer
     options = ("--model", "mlp", "--model-option", "hidden=[32,32]", "--quantizer", quantizer)
-    assert run(*options, *FAST, "--out", str(out)) == 0
+    assert run(*options, *FAST, "--eval-every", "0", "--out", str(out)) == 0
     summary = json.loads((out / "summary.json").read_text())
+    assert [h["eval_accuracy"] for h in summary["history"]] == [None, None]
     assert summary["quantization"]["applied"] == applied
     swapped = [layer["name"] for layer in summary["quantization"]["report"]["swapped"]]
     assert len(swapped) == 1  # the hidden-to-hidden linear; stem and head stay fp32
