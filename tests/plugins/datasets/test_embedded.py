@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tawq_plugins.datasets import embedded
 from torch.utils.data import DataLoader
 
 import tawq_core
 from tawq_core import ConfigError, Encoding, encode_batch
+from tawq_plugins.datasets import embedded
 
 
 @pytest.fixture(scope="session")

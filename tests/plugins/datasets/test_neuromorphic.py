@@ -10,11 +10,11 @@ import tonic.dataset
 import tonic.download_utils
 import torch
 from dataset_writers import write_aedat4, write_gesture_npy, write_nmnist_bin, write_shd
-from tawq_plugins.datasets.neuromorphic import CIFAR10_CLASSES
 from tonic.transforms import ToFrame
 
 import tawq_core
 from tawq_core import ConfigError, DatasetNotFound, Encoding, encode_batch
+from tawq_plugins.datasets.neuromorphic import CIFAR10_CLASSES
 
 
 @pytest.fixture(autouse=True)
