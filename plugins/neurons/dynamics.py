@@ -131,12 +131,17 @@ Kernels = tuple[Callable[..., tuple[Tensor, Tensor | None]], Callable[..., tuple
 
 
 def _kernels(d: Dynamics, x: Tensor) -> Kernels:
-    """The fused Triton kernels where they can run (CUDA, supported surrogate), else the eager loops."""
+    """Fused kernels where they can run (Triton on CUDA, numba on CPU; supported surrogate), else the eager loops."""
     if x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1":
         from tawq_plugins.neurons import fused
 
         if not fused.unsupported(d, x):
             return fused.run, fused.bptt
+    elif x.device.type == "cpu":
+        from tawq_plugins.neurons import cpu_fused
+
+        if not cpu_fused.unsupported(d, x):
+            return cpu_fused.run, cpu_fused.bptt
     return _run, _bptt
 
 

@@ -1,0 +1,276 @@
+"""Fused CPU kernels (numba) for the multi-step dynamics: one pass over memory for all T steps.
+
+The eager loop in `tawq_plugins.neurons.dynamics` runs ~6 tensor operations per timestep forward and
+~8 backward, each a full pass over memory; on CPU the neuron layers of a conv net are memory-bound, so
+that loop, not the convolutions, dominated training. Here compiled loops walk blocks of neurons
+through the T steps with the membrane in a small buffer that stays in cache: the forward reads x once
+and writes the spikes (and ``h`` for backward), the backward reads ``h`` and dL/ds once and writes
+dL/dx. The equations and their operation order are the eager loop's, with IEEE division and no FMA
+contraction, so spikes and ``h`` equal the eager path bit for bit (pinned by tests); gradients agree to
+float rounding (numba's exp is not PyTorch's vectorized one).
+
+Threads: numba's own parallel layers are not fork-safe with GNU OpenMP and would compete with
+PyTorch's thread pool, so the kernels release the GIL and a small thread pool (one per process,
+``torch.get_num_threads()`` wide) runs contiguous ranges of neurons; small tensors run inline.
+
+Used automatically for float32/float64 CPU tensors when numba imports (tawq's dependencies bring it
+through librosa); ``TAWQ_NEURON_KERNEL=torch`` forces the eager loop.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from tawq_plugins.neurons.dynamics import Dynamics, Leak
+
+SURROGATE_IDS = {"sigmoid": 0, "atan": 1}
+LEAK_IDS = {"none": 0, "div": 1, "mul": 2}
+BLOCK = 1024  # neurons per block: the membrane / carry buffers stay in L1
+PARALLEL_MIN = 1 << 16  # elements (T * neurons) below which threads cost more than they give
+DTYPES = (torch.float32, torch.float64)
+
+# Cephes' expf: exp(w) = 2^n * p(r), r = w - n ln 2, evaluated with float arithmetic and an integer shift
+# for 2^n, so the backward loop vectorizes (a libm exp call would not); error about 1 ulp.
+_F = np.float32
+_LOG2E, _LN2_HI, _LN2_LO = _F(1.44269504088896341), _F(0.693359375), _F(-2.12194440e-4)
+_P = tuple(_F(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
+                           1.6666665459e-1, 5.0000001201e-1))
+_EXP_MIN, _EXP_MAX = _F(-87.0), _F(88.0)
+
+try:
+    from numba import njit
+except Exception as exc:  # an absent or broken numba simply means the eager loop is used
+    njit = None
+    UNAVAILABLE = f"numba could not be imported ({type(exc).__name__}: {exc})"
+else:
+    UNAVAILABLE = ""
+
+# Kernels are compiled per combination of options: the options are closure constants, so numba drops
+# the branches not taken and the inner loops vectorize. `cache=True` keys the on-disk cache on them too.
+_JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
+
+
+@cache
+def _forward_kernel(leak: int, decay_input: bool, hard: bool, keep_h: bool):
+    @njit(**_JIT)
+    def forward(x, spikes, charged, n, lo, hi, steps, k, v_threshold, v_reset, rest, one):
+        zero = one - one
+        v = np.empty(BLOCK, dtype=x.dtype)
+        for start in range(lo, hi, BLOCK):
+            m = min(BLOCK, hi - start)
+            for j in range(m):
+                v[j] = rest
+            for t in range(steps):
+                at = t * n + start
+                xs, ss, cs = x[at:at + m], spikes[at:at + m], charged[at:at + m]
+                for j in range(m):
+                    vj = v[j]
+                    if leak == 0:
+                        h = vj + xs[j]
+                    elif leak == 1:
+                        h = vj + (xs[j] - (vj - rest)) / k if decay_input else vj - (vj - rest) / k + xs[j]
+                    else:
+                        h = vj + (xs[j] - (vj - rest)) * k if decay_input else vj - (vj - rest) * k + xs[j]
+                    if keep_h:
+                        cs[j] = h
+                    fired = h >= v_threshold
+                    ss[j] = one if fired else zero
+                    if hard:
+                        v[j] = v_reset if fired else h
+                    else:
+                        v[j] = h - v_threshold if fired else h
+        return 0.0
+
+    return forward
+
+
+@cache
+def _backward_kernel(leak: int, decay_input: bool, hard: bool, detach: bool, surrogate: int, need_k: bool,
+                     fast_exp: bool):
+    p0, p1, p2, p3, p4, p5 = _P
+
+    @njit(**_JIT)
+    def backward(grad_s, charged, x, grad_x, n, lo, hi, steps, k, v_threshold, v_reset, rest, one, alpha,
+                 half_pi_alpha):
+        zero = one - one
+        half = one / (one + one)
+        half_alpha = alpha * half
+        carry = np.empty(BLOCK, dtype=charged.dtype)
+        poly = np.empty(BLOCK, dtype=charged.dtype)
+        pow2_bits = np.empty(BLOCK, dtype=np.int32)
+        pow2 = pow2_bits.view(np.float32)
+        grad_k = 0.0
+        for start in range(lo, hi, BLOCK):
+            m = min(BLOCK, hi - start)
+            for j in range(m):
+                carry[j] = zero
+            for i in range(steps):
+                t = steps - 1 - i
+                at = t * n + start
+                hs, gs, gx = charged[at:at + m], grad_s[at:at + m], grad_x[at:at + m]
+                if surrogate == 0 and fast_exp:  # exp(-alpha u) = pow2 * poly, as Cephes' expf
+                    for j in range(m):
+                        w = min(max(-(alpha * (hs[j] - v_threshold)), _EXP_MIN), _EXP_MAX)
+                        e = np.floor(w * _LOG2E + half)
+                        r = w - e * _LN2_HI - e * _LN2_LO
+                        poly[j] = (((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5) * (r * r) + r + one
+                        pow2_bits[j] = (np.int32(e) + np.int32(127)) << np.int32(23)
+                for j in range(m):
+                    h = hs[j]
+                    u = h - v_threshold
+                    if surrogate == 0:
+                        e = poly[j] * pow2[j] if fast_exp else np.exp(-(alpha * u))
+                        sig = one / (one + e)
+                        slope = (one - sig) * sig * alpha
+                    else:
+                        z = u * half_pi_alpha
+                        slope = half_alpha / (one + z * z)
+                    fired = h >= v_threshold
+                    if hard:
+                        through = zero if fired else one
+                        if not detach:
+                            through = through + (v_reset - h) * slope
+                    else:
+                        through = one if detach else one - v_threshold * slope
+                    grad_h = gs[j] * slope + carry[j] * through
+                    if leak == 0:
+                        gx[j] = grad_h
+                        carry[j] = grad_h
+                    else:
+                        scaled = grad_h / k if leak == 1 else grad_h * k
+                        gx[j] = scaled if decay_input else grad_h
+                        carry[j] = grad_h - scaled
+                    if need_k:
+                        v_prev = rest
+                        if t > 0:
+                            hp = charged[at - n + j]
+                            if hp >= v_threshold:
+                                v_prev = v_reset if hard else hp - v_threshold
+                            else:
+                                v_prev = hp
+                        if decay_input:
+                            grad_k += grad_h * (x[at + j] - (v_prev - rest))
+                        else:
+                            grad_k += grad_h * (rest - v_prev)
+        return grad_k
+
+    return backward
+
+
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """The process's worker threads (recreated after a fork, where the parent's threads do not exist)."""
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1]._max_workers < workers:
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tawq-neuron"))
+    return _POOL[1]
+
+
+def _split(kernel, arrays: tuple, n: int, steps: int, scalars: tuple) -> float:
+    """Sum of `kernel` over neuron ranges [lo, hi), split over ``torch.get_num_threads()`` threads when it pays."""
+    workers = min(torch.get_num_threads(), max(1, n * steps // PARALLEL_MIN), -(-n // BLOCK))
+    if workers <= 1:
+        return kernel(*arrays, n, 0, n, steps, *scalars)
+    edges = [n * w // workers // 16 * 16 for w in range(workers)] + [n]
+    pool = _pool(workers - 1)
+    futures = [pool.submit(kernel, *arrays, n, edges[w], edges[w + 1], steps, *scalars) for w in range(1, workers)]
+    first = kernel(*arrays, n, edges[0], edges[1], steps, *scalars)
+    return first + sum(f.result() for f in futures)
+
+
+def _flat(t: Tensor) -> np.ndarray | None:
+    """`t`'s elements in memory order, if `t` is dense and time-major (contiguous, or e.g. channels-last)."""
+    if t.is_contiguous():
+        return t.view(-1).numpy()
+    order = sorted(range(1, t.dim()), key=lambda i: -t.stride(i))
+    permuted = t.permute(0, *order)
+    if t.stride(0) == t[0].numel() and permuted.is_contiguous():
+        return permuted.reshape(-1).numpy()
+    return None
+
+
+def _dense(t: Tensor) -> tuple[Tensor, np.ndarray]:
+    """`t` (detached) and its flat memory; copied to contiguous if its layout is not dense and time-major."""
+    t = t.detach()
+    flat = _flat(t)
+    if flat is None:
+        t = t.contiguous()
+        flat = t.view(-1).numpy()
+    return t, flat
+
+
+def _empty(like: Tensor) -> tuple[Tensor, np.ndarray]:
+    """A new tensor with `like`'s dense time-major layout (empty_like keeps dense strides) and its memory."""
+    out = torch.empty_like(like)
+    return out, _flat(out)
+
+
+def unsupported(d: Dynamics, x: Tensor) -> str:
+    """Why the fused CPU kernels cannot run this call ('' if they can)."""
+    if os.environ.get("TAWQ_NEURON_KERNEL", "auto").lower() == "torch":
+        return "TAWQ_NEURON_KERNEL=torch"
+    if UNAVAILABLE:
+        return UNAVAILABLE
+    if x.device.type != "cpu":
+        return "tensor is not on the CPU"
+    if d.surrogate.name not in SURROGATE_IDS:
+        return f"no fused CPU kernel for surrogate {d.surrogate.name!r}"
+    if x.dtype not in DTYPES:
+        return f"no fused CPU kernel for dtype {x.dtype}"
+    return ""
+
+
+def _scalars(d: Dynamics, k: Leak, dtype: torch.dtype) -> tuple:
+    """k, threshold, reset, rest and 1 in the tensor's precision, as PyTorch converts Python scalars."""
+    cast = np.float32 if dtype == torch.float32 else np.float64
+    if isinstance(k, Tensor):
+        k_value = k.detach().to(dtype).item()
+    else:
+        k_value = 1.0 if k is None else float(k)
+    v_reset = d.v_reset if d.hard else 0.0
+    return cast(k_value), cast(d.v_threshold), cast(v_reset), cast(d.rest), cast(1.0)
+
+
+def run(d: Dynamics, x: Tensor, k: Leak, keep_h: bool) -> tuple[Tensor, Tensor | None]:
+    """Fused forward: spikes, and ``h`` when `keep_h`, in x's memory layout (dense layouts are kept)."""
+    x, xs = _dense(x)
+    spikes, ss = _empty(x)
+    charged, cs = _empty(x) if keep_h else (None, ss)
+    steps, n = x.shape[0], x[0].numel()
+    if n:
+        kernel = _forward_kernel(LEAK_IDS[d.leak], d.decay_input, d.hard, keep_h)
+        _split(kernel, (xs, ss, cs), n, steps, _scalars(d, k, x.dtype))
+    return spikes, charged
+
+
+def bptt(d: Dynamics, grad_spikes: Tensor, charged: Tensor, x: Tensor | None, k: Leak,
+         need_k: bool) -> tuple[Tensor, Tensor | None]:
+    """Fused backward: dL/dx in ``h``'s layout, and dL/dk (a scalar tensor) when `need_k`."""
+    steps, n = charged.shape[0], charged[0].numel()
+    hs = _flat(charged)
+    if grad_spikes.stride() != charged.stride():
+        grad_spikes = torch.empty_like(charged).copy_(grad_spikes)
+    gs = _flat(grad_spikes.detach())
+    xs = hs
+    if x is not None:
+        if x.stride() != charged.stride():
+            x = torch.empty_like(charged).copy_(x)
+        xs = _flat(x.detach())
+    grad_x, gx = _empty(charged)
+    k_value, v_threshold, v_reset, rest, one = _scalars(d, k, charged.dtype)
+    alpha, half_pi_alpha = type(one)(d.alpha), type(one)(1.5707963267948966 * d.alpha)
+    grad_k = 0.0
+    if n:
+        kernel = _backward_kernel(LEAK_IDS[d.leak], d.decay_input, d.hard, d.detach_reset,
+                                  SURROGATE_IDS[d.surrogate.name], need_k, charged.dtype == torch.float32)
+        grad_k = _split(kernel, (gs, hs, xs, gx), n, steps,
+                        (k_value, v_threshold, v_reset, rest, one, alpha, half_pi_alpha))
+    return grad_x, (torch.tensor(grad_k, dtype=torch.float32) if need_k else None)
