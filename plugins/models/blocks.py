@@ -25,8 +25,22 @@ class Flat(nn.Sequential):
         t, b = x.shape[:2]
         y = x.flatten(0, 1)
         for layer in self:
+            _check_quantized_timesteps(layer, t)
             y = layer(y)
         return y.reshape(t, b, *y.shape[1:])
+
+
+def _check_quantized_timesteps(layer: nn.Module, t: int) -> None:
+    """A temporal quantizer holds one weight set per timestep; folded ``[T*B, ...]`` input cannot tell T
+    from B, so a mismatch would silently mix timesteps and samples. Here T is still known: check it."""
+    attributes = vars(layer)  # plain attributes: no nn.Module.__getattr__ miss per layer and forward
+    timesteps = attributes.get("timesteps")
+    if timesteps is not None and timesteps != t and getattr(attributes.get("quantizer"), "temporal", False):
+        raise ShapeError(
+            f"got an input with T={t} timesteps, but this model's layers were quantized with "
+            f"{layer.quantizer.name} for T={timesteps} (one weight set per timestep); encode inputs with "
+            f"T={timesteps}, or call tawq_core.set_timesteps(model, {t}) first"
+        )
 
 
 class NeuronFactory:
