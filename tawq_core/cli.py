@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from tawq_core.errors import TawqError
+from tawq_core.errors import Interrupted, TawqError
 
 # command name -> "module:attribute"; imported only when that command runs, so `tawq --help`
 # and `tawq plugins` stay fast and a broken command module cannot break the others.
@@ -33,6 +33,13 @@ class LazyGroup(click.Group):
             return None
         module, attribute = target.split(":")
         return getattr(importlib.import_module(module), attribute)
+
+    def invoke(self, ctx: click.Context) -> object:
+        # Catch Ctrl-C before click does: click would print a blank line and turn it into a bare Abort.
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted: everything finished so far is saved") from None
 
 
 def _version() -> str:
@@ -61,6 +68,13 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except Interrupted as exc:
+        if debug:
+            raise
+        if sys.stderr.isatty():
+            click.echo(err=True)  # close the terminal's ^C echo
+        click.echo(str(exc), err=True)
+        sys.exit(130)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:

@@ -54,8 +54,9 @@ def bench(preset: str | None, quantizers: str | None, backends: str | None, mode
     try:
         result = runner.run()
     except KeyboardInterrupt:
-        click.echo(f"interrupted: {len(runner.computed)} cell(s) finished in this run are saved under "
-                   f"{runner.run_dir}; re-run the same command to resume", err=True)
-        raise  # the CLI exits with code 130
+        from tawq_core.errors import Interrupted
+
+        raise Interrupted(f"interrupted: {len(runner.computed)} cell(s) finished in this run are saved under "
+                          f"{runner.run_dir}; re-run the same command to resume") from None  # exit code 130
     if result.markdown:
         click.echo(result.markdown, nl=False)

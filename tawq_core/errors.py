@@ -8,6 +8,13 @@ traceback. Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 
+class Interrupted(Exception):
+    """Ctrl-C (SIGINT) during a command: not a mistake to fix, so not a `TawqError` (the CLI exits 130).
+
+    The message says what was kept and how to resume; the CLI prints it as one line.
+    """
+
+
 class TawqError(Exception):
     """Base class: a problem the user can fix; its message says what is wrong and what to do."""
 
