@@ -2,12 +2,17 @@
 
 The eager loop in `tawq_plugins.neurons.dynamics` runs ~6 tensor operations per timestep forward and
 ~8 backward, each a full pass over memory; on CPU the neuron layers of a conv net are memory-bound, so
-that loop, not the convolutions, dominated training. Here compiled loops walk blocks of neurons
-through the T steps with the membrane in a small buffer that stays in cache: the forward reads x once
-and writes the spikes (and ``h`` for backward), the backward reads ``h`` and dL/ds once and writes
-dL/dx. The equations and their operation order are the eager loop's, with IEEE division and no FMA
-contraction, so spikes and ``h`` equal the eager path bit for bit (pinned by tests); gradients agree to
-float rounding (numba's exp is not PyTorch's vectorized one).
+that loop, not the convolutions, dominated training. Here compiled loops walk blocks of neurons through
+the T steps with the membrane in a small buffer that stays in cache: the forward reads x once and
+writes the spikes; the backward reads x and dL/ds once, rebuilds ``h`` for its block in cache and
+writes dL/dx. So the forward never writes ``h``, and autograd keeps x (which it would otherwise free)
+instead of a new tensor. Same equations and operation order as the eager loop, IEEE division and no
+FMA contraction: spikes and ``h`` equal the eager path bit for bit (pinned by tests); gradients agree
+to float rounding (the sigmoid's exp here is Cephes' expf, not PyTorch's vectorized one).
+
+The options are runtime arguments, written branch-free (both sides computed, one selected), so one
+compiled kernel per dtype serves every neuron configuration: compiling per configuration made a
+fresh test run compile for minutes. numba caches the machine code next to this file.
 
 Threads: numba's own parallel layers are not fork-safe with GNU OpenMP and would compete with
 PyTorch's thread pool, so the kernels release the GIL and a small thread pool (one per process,
@@ -31,17 +36,18 @@ from tawq_plugins.neurons.dynamics import Dynamics, Leak
 
 SURROGATE_IDS = {"sigmoid": 0, "atan": 1}
 LEAK_IDS = {"none": 0, "div": 1, "mul": 2}
-BLOCK = 1024  # neurons per block: the membrane / carry buffers stay in L1
+BLOCK = 1024  # neurons per block: membranes, carries and the block's T charged values stay in L1/L2
 PARALLEL_MIN = 1 << 16  # elements (T * neurons) below which threads cost more than they give
 DTYPES = (torch.float32, torch.float64)
 
 # Cephes' expf: exp(w) = 2^n * p(r), r = w - n ln 2, evaluated with float arithmetic and an integer shift
-# for 2^n, so the backward loop vectorizes (a libm exp call would not); error about 1 ulp.
+# for 2^n, so the float32 backward loop vectorizes (a libm exp call would not); error about 1 ulp.
 _F = np.float32
 _LOG2E, _LN2_HI, _LN2_LO = _F(1.44269504088896341), _F(0.693359375), _F(-2.12194440e-4)
 _P = tuple(_F(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
                            1.6666665459e-1, 5.0000001201e-1))
 _EXP_MIN, _EXP_MAX = _F(-87.0), _F(88.0)
+_JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 
 try:
     from numba import njit
@@ -51,15 +57,19 @@ except Exception as exc:  # an absent or broken numba simply means the eager loo
 else:
     UNAVAILABLE = ""
 
-# Kernels are compiled per combination of options: the options are closure constants, so numba drops
-# the branches not taken and the inner loops vectorize. `cache=True` keys the on-disk cache on them too.
-_JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
+    @njit(inline="always", **_JIT)
+    def _step(v, x, k, v_threshold, v_reset, rest, leak, decay_input, hard):
+        """One timestep of one neuron: (charged h, membrane after the reset), in the eager loop's op order."""
+        shifted = v - rest
+        drive = x - shifted if decay_input else shifted
+        scaled = drive / k if leak == 1 else drive * k
+        h = v + x if leak == 0 else (v + scaled if decay_input else (v - scaled) + x)
+        after = v_reset if hard else h - v_threshold
+        return h, (after if h >= v_threshold else h)
 
-
-@cache
-def _forward_kernel(leak: int, decay_input: bool, hard: bool, keep_h: bool):
     @njit(**_JIT)
-    def forward(x, spikes, charged, n, lo, hi, steps, k, v_threshold, v_reset, rest, one):
+    def _forward(x, spikes, charged, n, lo, hi, steps, k, v_threshold, v_reset, rest, one, leak, decay_input,
+                 hard, keep_h):
         zero = one - one
         v = np.empty(BLOCK, dtype=x.dtype)
         for start in range(lo, hi, BLOCK):
@@ -69,91 +79,81 @@ def _forward_kernel(leak: int, decay_input: bool, hard: bool, keep_h: bool):
             for t in range(steps):
                 at = t * n + start
                 xs, ss, cs = x[at:at + m], spikes[at:at + m], charged[at:at + m]
-                for j in range(m):
-                    vj = v[j]
-                    if leak == 0:
-                        h = vj + xs[j]
-                    elif leak == 1:
-                        h = vj + (xs[j] - (vj - rest)) / k if decay_input else vj - (vj - rest) / k + xs[j]
-                    else:
-                        h = vj + (xs[j] - (vj - rest)) * k if decay_input else vj - (vj - rest) * k + xs[j]
-                    if keep_h:
+                if keep_h:
+                    for j in range(m):
+                        h, v[j] = _step(v[j], xs[j], k, v_threshold, v_reset, rest, leak, decay_input, hard)
                         cs[j] = h
-                    fired = h >= v_threshold
-                    ss[j] = one if fired else zero
-                    if hard:
-                        v[j] = v_reset if fired else h
-                    else:
-                        v[j] = h - v_threshold if fired else h
+                        ss[j] = one if h >= v_threshold else zero
+                else:
+                    for j in range(m):
+                        h, v[j] = _step(v[j], xs[j], k, v_threshold, v_reset, rest, leak, decay_input, hard)
+                        ss[j] = one if h >= v_threshold else zero
         return 0.0
-
-    return forward
 
 
 @cache
-def _backward_kernel(leak: int, decay_input: bool, hard: bool, detach: bool, surrogate: int, need_k: bool,
-                     fast_exp: bool):
+def _backward_kernel(need_k: bool, fast_exp: bool):
+    """BPTT from the input x; ``h`` is rebuilt per block. Compiled per (need_k, fast_exp = float32)."""
     p0, p1, p2, p3, p4, p5 = _P
 
     @njit(**_JIT)
-    def backward(grad_s, charged, x, grad_x, n, lo, hi, steps, k, v_threshold, v_reset, rest, one, alpha,
-                 half_pi_alpha):
+    def backward(grad_s, x, grad_x, n, lo, hi, steps, k, v_threshold, v_reset, rest, one, alpha, half_pi_alpha,
+                 leak, decay_input, hard, detach, surrogate):
         zero = one - one
         half = one / (one + one)
         half_alpha = alpha * half
-        carry = np.empty(BLOCK, dtype=charged.dtype)
-        poly = np.empty(BLOCK, dtype=charged.dtype)
+        carry = np.empty(BLOCK, dtype=x.dtype)
+        exps = np.empty(BLOCK, dtype=x.dtype)
         pow2_bits = np.empty(BLOCK, dtype=np.int32)
         pow2 = pow2_bits.view(np.float32)
+        local = np.empty(steps * BLOCK, dtype=x.dtype)
         grad_k = 0.0
         for start in range(lo, hi, BLOCK):
             m = min(BLOCK, hi - start)
+            for j in range(m):
+                carry[j] = rest  # the membrane while h is rebuilt, then BPTT's carry
+            for t in range(steps):
+                xs, hs = x[t * n + start:t * n + start + m], local[t * m:t * m + m]
+                for j in range(m):
+                    hs[j], carry[j] = _step(carry[j], xs[j], k, v_threshold, v_reset, rest, leak, decay_input, hard)
             for j in range(m):
                 carry[j] = zero
             for i in range(steps):
                 t = steps - 1 - i
                 at = t * n + start
-                hs, gs, gx = charged[at:at + m], grad_s[at:at + m], grad_x[at:at + m]
-                if surrogate == 0 and fast_exp:  # exp(-alpha u) = pow2 * poly, as Cephes' expf
+                hs, gs, gx = local[t * m:t * m + m], grad_s[at:at + m], grad_x[at:at + m]
+                if surrogate == 0:  # exp(-alpha u), as pow2 * poly (float32) or np.exp
                     for j in range(m):
-                        w = min(max(-(alpha * (hs[j] - v_threshold)), _EXP_MIN), _EXP_MAX)
-                        e = np.floor(w * _LOG2E + half)
-                        r = w - e * _LN2_HI - e * _LN2_LO
-                        poly[j] = (((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5) * (r * r) + r + one
-                        pow2_bits[j] = (np.int32(e) + np.int32(127)) << np.int32(23)
+                        w = -(alpha * (hs[j] - v_threshold))
+                        if fast_exp:
+                            w = min(max(w, _EXP_MIN), _EXP_MAX)
+                            e = np.floor(w * _LOG2E + half)
+                            r = w - e * _LN2_HI - e * _LN2_LO
+                            exps[j] = (((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5) * (r * r) + r + one
+                            pow2_bits[j] = (np.int32(e) + np.int32(127)) << np.int32(23)
+                        else:
+                            exps[j] = np.exp(w)
                 for j in range(m):
                     h = hs[j]
                     u = h - v_threshold
-                    if surrogate == 0:
-                        e = poly[j] * pow2[j] if fast_exp else np.exp(-(alpha * u))
-                        sig = one / (one + e)
-                        slope = (one - sig) * sig * alpha
-                    else:
-                        z = u * half_pi_alpha
-                        slope = half_alpha / (one + z * z)
-                    fired = h >= v_threshold
+                    sig = one / (one + (exps[j] * pow2[j] if fast_exp else exps[j]))
+                    z = u * half_pi_alpha
+                    slope = (one - sig) * sig * alpha if surrogate == 0 else half_alpha / (one + z * z)
+                    # d v_after / d h: 1 - s for a hard reset, 1 for a soft one, plus the spike's surrogate
+                    # term when the reset is not detached
                     if hard:
-                        through = zero if fired else one
-                        if not detach:
-                            through = through + (v_reset - h) * slope
+                        through = (zero if h >= v_threshold else one) + (zero if detach else (v_reset - h) * slope)
                     else:
                         through = one if detach else one - v_threshold * slope
                     grad_h = gs[j] * slope + carry[j] * through
-                    if leak == 0:
-                        gx[j] = grad_h
-                        carry[j] = grad_h
-                    else:
-                        scaled = grad_h / k if leak == 1 else grad_h * k
-                        gx[j] = scaled if decay_input else grad_h
-                        carry[j] = grad_h - scaled
+                    scaled = grad_h / k if leak == 1 else grad_h * k
+                    gx[j] = grad_h if leak == 0 or not decay_input else scaled
+                    carry[j] = grad_h if leak == 0 else grad_h - scaled
                     if need_k:
                         v_prev = rest
                         if t > 0:
-                            hp = charged[at - n + j]
-                            if hp >= v_threshold:
-                                v_prev = v_reset if hard else hp - v_threshold
-                            else:
-                                v_prev = hp
+                            hp = local[(t - 1) * m + j]
+                            v_prev = (v_reset if hard else hp - v_threshold) if hp >= v_threshold else hp
                         if decay_input:
                             grad_k += grad_h * (x[at + j] - (v_prev - rest))
                         else:
@@ -229,14 +229,13 @@ def unsupported(d: Dynamics, x: Tensor) -> str:
 
 
 def _scalars(d: Dynamics, k: Leak, dtype: torch.dtype) -> tuple:
-    """k, threshold, reset, rest and 1 in the tensor's precision, as PyTorch converts Python scalars."""
+    """k, threshold, reset, rest and 1 in the tensor's precision (as PyTorch converts Python scalars),
+    then the leak, decay_input and hard-reset flags."""
     cast = np.float32 if dtype == torch.float32 else np.float64
-    if isinstance(k, Tensor):
-        k_value = k.detach().to(dtype).item()
-    else:
-        k_value = 1.0 if k is None else float(k)
+    k_value = k.detach().to(dtype).item() if isinstance(k, Tensor) else (1.0 if k is None else float(k))
     v_reset = d.v_reset if d.hard else 0.0
-    return cast(k_value), cast(d.v_threshold), cast(v_reset), cast(d.rest), cast(1.0)
+    return (cast(k_value), cast(d.v_threshold), cast(v_reset), cast(d.rest), cast(1.0), LEAK_IDS[d.leak],
+            d.decay_input, d.hard)
 
 
 def run(d: Dynamics, x: Tensor, k: Leak, keep_h: bool) -> tuple[Tensor, Tensor | None]:
@@ -246,31 +245,26 @@ def run(d: Dynamics, x: Tensor, k: Leak, keep_h: bool) -> tuple[Tensor, Tensor |
     charged, cs = _empty(x) if keep_h else (None, ss)
     steps, n = x.shape[0], x[0].numel()
     if n:
-        kernel = _forward_kernel(LEAK_IDS[d.leak], d.decay_input, d.hard, keep_h)
-        _split(kernel, (xs, ss, cs), n, steps, _scalars(d, k, x.dtype))
+        _split(_forward, (xs, ss, cs), n, steps, (*_scalars(d, k, x.dtype), keep_h))
     return spikes, charged
 
 
-def bptt(d: Dynamics, grad_spikes: Tensor, charged: Tensor, x: Tensor | None, k: Leak,
+def bptt(d: Dynamics, grad_spikes: Tensor, x: Tensor, _unused: Tensor | None, k: Leak,
          need_k: bool) -> tuple[Tensor, Tensor | None]:
-    """Fused backward: dL/dx in ``h``'s layout, and dL/dk (a scalar tensor) when `need_k`."""
-    steps, n = charged.shape[0], charged[0].numel()
-    hs = _flat(charged)
-    if grad_spikes.stride() != charged.stride():
-        grad_spikes = torch.empty_like(charged).copy_(grad_spikes)
+    """Fused backward from the saved input x (``h`` is rebuilt in cache): dL/dx in x's layout, and
+    dL/dk (a float32 scalar) when `need_k`."""
+    x, xs = _dense(x)
+    steps, n = x.shape[0], x[0].numel()
+    if grad_spikes.stride() != x.stride():
+        grad_spikes = torch.empty_like(x).copy_(grad_spikes)
     gs = _flat(grad_spikes.detach())
-    xs = hs
-    if x is not None:
-        if x.stride() != charged.stride():
-            x = torch.empty_like(charged).copy_(x)
-        xs = _flat(x.detach())
-    grad_x, gx = _empty(charged)
-    k_value, v_threshold, v_reset, rest, one = _scalars(d, k, charged.dtype)
-    alpha, half_pi_alpha = type(one)(d.alpha), type(one)(1.5707963267948966 * d.alpha)
+    grad_x, gx = _empty(x)
+    k_value, v_threshold, v_reset, rest, one, leak, decay_input, hard = _scalars(d, k, x.dtype)
     grad_k = 0.0
     if n:
-        kernel = _backward_kernel(LEAK_IDS[d.leak], d.decay_input, d.hard, d.detach_reset,
-                                  SURROGATE_IDS[d.surrogate.name], need_k, charged.dtype == torch.float32)
-        grad_k = _split(kernel, (gs, hs, xs, gx), n, steps,
-                        (k_value, v_threshold, v_reset, rest, one, alpha, half_pi_alpha))
+        kernel = _backward_kernel(need_k, x.dtype == torch.float32)
+        grad_k = _split(kernel, (gs, xs, gx), n, steps,
+                        (k_value, v_threshold, v_reset, rest, one, type(one)(d.alpha),
+                         type(one)(1.5707963267948966 * d.alpha), leak, decay_input, hard, d.detach_reset,
+                         SURROGATE_IDS[d.surrogate.name]))
     return grad_x, (torch.tensor(grad_k, dtype=torch.float32) if need_k else None)

@@ -5,7 +5,9 @@ keeps every intermediate alive (charge, spike, reset terms). Here the forward ru
 recording anything and keeps only the charged (pre-spike) membrane ``h[t]``; the backward recomputes
 spikes, surrogate slopes and post-reset membranes from ``h`` and walks time backwards once. The result
 equals the autograd gradient of the same equations (pinned by tests), with less memory and far fewer
-kernel launches. Without gradients the forward runs alone and stores nothing.
+kernel launches. Without gradients the forward runs alone and stores nothing. The fused CPU kernels
+(`cpu_fused`) keep the input x instead of ``h`` (which autograd frees otherwise) and rebuild ``h`` in
+cache during the backward: the forward writes one tensor less.
 
 The equations are spikingjelly's, written in its operation order so spikes match it bit for bit:
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -127,7 +130,15 @@ def _bptt(d: Dynamics, grad_spikes: Tensor, charged: Tensor, x: Tensor | None, k
     return grad_x, grad_k
 
 
-Kernels = tuple[Callable[..., tuple[Tensor, Tensor | None]], Callable[..., tuple[Tensor, Tensor | None]]]
+class Kernels(NamedTuple):
+    """A forward and a backward implementation; `recompute`: backward takes x and rebuilds ``h`` itself."""
+
+    run: Callable[..., tuple[Tensor, Tensor | None]]
+    bptt: Callable[..., tuple[Tensor, Tensor | None]]
+    recompute: bool = False
+
+
+EAGER = Kernels(_run, _bptt)
 
 
 def _kernels(d: Dynamics, x: Tensor) -> Kernels:
@@ -136,34 +147,35 @@ def _kernels(d: Dynamics, x: Tensor) -> Kernels:
         from tawq_plugins.neurons import fused
 
         if not fused.unsupported(d, x):
-            return fused.run, fused.bptt
+            return Kernels(fused.run, fused.bptt)
     elif x.device.type == "cpu":
         from tawq_plugins.neurons import cpu_fused
 
         if not cpu_fused.unsupported(d, x):
-            return cpu_fused.run, cpu_fused.bptt
-    return _run, _bptt
+            return Kernels(cpu_fused.run, cpu_fused.bptt, recompute=True)
+    return EAGER
 
 
 class _MultiStep(torch.autograd.Function):
-    """Autograd wrapper: forward keeps ``h`` (and x only when a learnable leak needs it)."""
+    """Autograd wrapper: forward keeps ``h`` (or x, for kernels that recompute ``h``; x also when a
+    learnable leak needs it)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, k: Leak, d: Dynamics, kernels: Kernels) -> Tensor:
-        run, ctx.bptt = kernels
-        spikes, charged = run(d, x, k, keep_h=True)
+        spikes, charged = kernels.run(d, x, k, keep_h=not kernels.recompute)
         need_k = isinstance(k, Tensor) and ctx.needs_input_grad[1]
-        keep_x = need_k and d.decay_input
-        ctx.d, ctx.need_k = d, need_k
+        keep_x = need_k and d.decay_input and not kernels.recompute
+        ctx.d, ctx.need_k, ctx.bptt, ctx.recompute = d, need_k, kernels.bptt, kernels.recompute
         ctx.k = None if isinstance(k, Tensor) else k
-        ctx.save_for_backward(charged, x if keep_x else None, k if isinstance(k, Tensor) else None)
+        ctx.save_for_backward(x if kernels.recompute else charged, x if keep_x else None,
+                              k if isinstance(k, Tensor) else None)
         return spikes
 
     @staticmethod
     def backward(ctx, grad_spikes: Tensor):
-        charged, x, k_tensor = ctx.saved_tensors
+        saved, x, k_tensor = ctx.saved_tensors
         k = k_tensor if k_tensor is not None else ctx.k
-        grad_x, grad_k = ctx.bptt(ctx.d, grad_spikes, charged, x, k, ctx.need_k)
+        grad_x, grad_k = ctx.bptt(ctx.d, grad_spikes, saved, saved if ctx.recompute else x, k, ctx.need_k)
         if grad_k is not None:
             grad_k = grad_k.sum().reshape(k_tensor.shape).to(k_tensor.dtype)
         return grad_x, grad_k, None, None
@@ -173,7 +185,8 @@ def multistep(x: Tensor, d: Dynamics, k: Leak = None) -> Tensor:
     """Spikes ``[T, ...]`` of neurons driven by ``x [T, ...]`` from a fresh state.
 
     Uses the hand-written BPTT when a gradient is wanted (x or k requires grad), otherwise a plain
-    forward that stores nothing; fused into single kernels on CUDA when possible (`fused`).
+    forward that stores nothing; fused into single kernels on CUDA (`fused`) and CPU (`cpu_fused`)
+    when possible.
     """
     kernels = _kernels(d, x)
     wants_grad = torch.is_grad_enabled() and (
@@ -182,4 +195,4 @@ def multistep(x: Tensor, d: Dynamics, k: Leak = None) -> Tensor:
     if wants_grad:
         return _MultiStep.apply(x, k, d, kernels)
     with torch.no_grad():
-        return kernels[0](d, x, k, keep_h=False)[0]
+        return kernels.run(d, x, k, keep_h=False)[0]
