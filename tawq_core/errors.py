@@ -22,10 +22,10 @@ class TawqError(Exception):
 class PluginNotFound(TawqError):
     """An unknown plugin name was asked for; the message lists the known names."""
 
-    def __init__(self, kind: str, name: str, known: list[str]):
+    def __init__(self, kind: str, name: str, known: list[str], hint: str = ""):
         self.kind, self.name, self.known = kind, name, known
         listing = ", ".join(known) if known else "none registered"
-        super().__init__(f"unknown {kind} {name!r}; known {kind}s: {listing}")
+        super().__init__(f"unknown {kind} {name!r}; known {kind}s: {listing}{f'; {hint}' if hint else ''}")
 
 
 class PluginError(TawqError):

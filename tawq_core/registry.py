@@ -159,17 +159,19 @@ class Registry:
     def entry(self, kind: str, name: str) -> PluginEntry:
         table = self._kind(kind)
         if name not in table:
-            raise PluginNotFound(kind, name, sorted(table))
+            raise PluginNotFound(kind, name, sorted(table), self._failure_hint())
         return table[name]
+
+    def _failure_hint(self) -> str:
+        """A name may be missing because the plugin providing it failed to load: say so."""
+        if not self.failures:
+            return ""
+        dists = ", ".join(sorted({f.distribution for f in self.failures}))
+        return f"{len(self.failures)} plugin(s) failed to load (from {dists}); `tawq plugins` shows why"
 
     def create(self, kind: str, name: str, **options: Any) -> Any:
         factory = self.entry(kind, name).factory
-        try:
-            inspect.signature(factory).bind(**options)
-        except TypeError as exc:
-            raise ConfigError(f"invalid options for {kind} {name!r}: {exc}") from None
-        except ValueError:
-            pass  # builtins without a signature: let the call itself decide
+        check_options(factory, options, f"invalid options for {kind} {name!r}")
         return factory(**options)
 
     def _kind(self, kind: str) -> dict[str, PluginEntry]:
@@ -177,6 +179,20 @@ class Registry:
             raise ConfigError(f"unknown plugin kind {kind!r}; kinds: {', '.join(hookspecs.KINDS)}")
         self.load()
         return self._entries[kind]
+
+
+def check_options(factory: Callable[..., Any], options: dict[str, Any], what: str) -> None:
+    """Option *names* against the factory's signature; a mismatch lists the options it accepts."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return  # builtins without a signature: let the call itself decide
+    try:
+        signature.bind(**options)
+    except TypeError as exc:
+        accepted = [p.name for p in signature.parameters.values()
+                    if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        raise ConfigError(f"{what}: {exc}; accepted: {', '.join(accepted) or 'none'}") from None
 
 
 _default: Registry | None = None

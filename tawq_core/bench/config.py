@@ -272,7 +272,8 @@ def load_preset(name_or_path: str) -> BenchConfig:
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
-            raise ConfigError(f"preset file {str(path)!r} does not exist")
+            raise ConfigError(f"preset file {str(path)!r} does not exist; check the path, or name a shipped "
+                              f"preset: {', '.join(preset_names())}")
         text, where, default_name = path.read_bytes(), str(path), path.stem
     else:
         resource = resources.files("tawq_presets") / f"{name_or_path}.toml"
@@ -285,6 +286,7 @@ def load_preset(name_or_path: str) -> BenchConfig:
     try:
         data = tomllib.loads(text.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{where} is not valid TOML: {exc}") from None
+        raise ConfigError(f"{where} is not valid TOML ({exc}); fix the syntax there "
+                          "(https://toml.io, or start from a shipped preset in benchmarks/presets)") from None
     data.setdefault("name", default_name)
     return from_mapping(data, where)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tawq_core import checkpoint, distributed
+from tawq_core import checkpoint, distributed, resources
 from tawq_core.backend import Backend
 from tawq_core.bench import cells, keys
 from tawq_core.bench.config import REFERENCE, BenchConfig
@@ -29,7 +29,7 @@ from tawq_core.bench.report import RESULTS_FORMAT, write_outputs
 from tawq_core.bench.store import RunStore
 from tawq_core.data import DatasetSplits, Encoding
 from tawq_core.errors import BackendUnavailable, CheckpointError, ConfigError
-from tawq_core.registry import create, get_registry
+from tawq_core.registry import check_options, create, get_registry
 from tawq_core.training import seed_everything, train
 
 Log = Callable[[str], None]
@@ -151,8 +151,12 @@ class Runner:
         how = "training" if not qat else ("fine-tuning from fp32" if self.cfg.qat_init == "fp32" else
                                            "training from scratch")
         self.log(f"seed {seed} · {quantizer}: {how} ({tc.epochs} epochs) on {self.train_backend.name}")
-        result = train(model, self.splits, tc, device=self.train_backend.device, progress=self.progress,
-                       backend=self.train_backend)
+        splits, device = self.splits, self.train_backend.device
+        resources.check_training_memory(model, splits.sample_shape, self.cfg.timesteps,
+                                        max(1, tc.batch_size // distributed.world_size()), device,
+                                        (splits.train, splits.test), log=self.log)
+        with resources.out_of_memory_as_config_error(tc.batch_size):
+            result = train(model, splits, tc, device=device, progress=self.progress, backend=self.train_backend)
         info = {"time_s": result.train_seconds, "epochs": tc.epochs, "steps": result.steps,
                 "trained_on": self.train_backend.name, "world_size": result.world_size,
                 "init": None if not qat else self.cfg.qat_init, "final_train_loss": result.history[-1].train_loss}
@@ -264,12 +268,7 @@ class Runner:
 
 def _check_options(kind: str, name: str, options: dict[str, Any]) -> None:
     """Option *names* against the factory's signature (values are the factory's to judge)."""
-    try:
-        inspect.signature(get_registry().entry(kind, name).factory).bind(**options)
-    except TypeError as exc:
-        raise ConfigError(f"invalid {kind}_options for {kind} {name!r}: {exc}") from None
-    except ValueError:
-        pass  # a factory without an inspectable signature
+    check_options(get_registry().entry(kind, name).factory, options, f"invalid {kind}_options for {kind} {name!r}")
 
 
 def run_bench(cfg: BenchConfig, out_root: Path, force: bool = False, log: Log | None = None,
