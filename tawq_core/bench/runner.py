@@ -237,15 +237,20 @@ class Runner:
                            "quantizer": list(cfg.quantizers), "backend": list(cfg.backends)})
         self.log(f"bench run {cfg.run_id}: {len(cfg.seeds)} seed(s) × {len(cfg.quantizers)} quantizers × "
                  f"{len(cfg.backends)} backend(s) -> {self.run_dir}")
-        for seed in cfg.seeds:
-            for quantizer in cfg.quantizers:
-                stage = self.stage(seed, quantizer)
-                if not self.store.writer:
-                    continue  # other ranks only help train and evaluate
-                for backend in self.backends:
-                    self.cell(seed, quantizer, backend, stage, prov)
+        try:
+            for seed in cfg.seeds:
+                for quantizer in cfg.quantizers:
+                    stage = self.stage(seed, quantizer)
+                    if not self.store.writer:
+                        continue  # other ranks only help train and evaluate
+                    for backend in self.backends:
+                        self.cell(seed, quantizer, backend, stage, prov)
+                    self.write(prov, complete=False, plots=False)
+                self._models.clear()  # one seed's models at a time in memory
+        except KeyboardInterrupt:
+            if self.store.writer and self.records:  # results.json lists every cell finished before Ctrl-C
                 self.write(prov, complete=False, plots=False)
-            self._models.clear()  # one seed's models at a time in memory
+            raise
         results, text = {}, ""
         if self.store.writer:
             results, text = self.write(prov, complete=True, plots=True)

@@ -9,6 +9,7 @@ any checkpoint it refers to) is complete, which is what lets a re-run skip it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -21,11 +22,29 @@ from tawq_core.errors import ConfigError
 CACHE_DIR = "cache"
 
 
+def write_error(path: Path, exc: OSError) -> ConfigError:
+    """A failed write (disk full, permissions) as one line: what failed, that finished work is kept, what to do."""
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        todo = "free some disk space or pass --out DIR on another disk"
+    else:
+        todo = "pass --out DIR with a writable path"
+    return ConfigError(f"cannot write {path} ({reason}); everything finished before is kept: {todo}, then re-run "
+                       "the same command to resume")
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success it replaces `path` in one step."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Yield a temporary path next to `path`; on success it replaces `path` in one step.
+
+    An `OSError` on the way (a full disk, a folder made read-only) leaves `path` as it was, removes the
+    temporary file and becomes a one-line `ConfigError` (`write_error`).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise write_error(path, exc) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -33,6 +52,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
         with open(tmp_path, "rb+") as handle:  # make the bytes durable before the rename
             os.fsync(handle.fileno())
         os.replace(tmp_path, path)
+    except OSError as exc:
+        raise write_error(path, exc) from None
     finally:
         tmp_path.unlink(missing_ok=True)
 

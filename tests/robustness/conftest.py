@@ -1,0 +1,51 @@
+"""Fixtures shared by the robustness tests: the tiny preset and three real bench runs made side by side.
+
+The uninterrupted reference run (with the deliberately broken plugin distribution on its path), a run
+stopped by SIGINT and one stopped by SIGKILL after their first finished cell, all started at once: each
+uses one thread, so on 2 cores they cost about as much wall time as one run after another would not.
+"""
+
+from __future__ import annotations
+
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from robustness_helpers import TINY_PRESET, BenchRun, bench
+
+
+@pytest.fixture(scope="session")
+def tiny_preset_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("preset") / "tiny.toml"
+    path.write_text(TINY_PRESET)
+    return path
+
+
+@dataclass
+class BenchRuns:
+    reference: BenchRun  # uninterrupted, broken third-party plugins installed
+    sigint: BenchRun  # Ctrl-C after the first finished cell
+    sigkill: BenchRun  # killed after the first finished cell
+
+
+@pytest.fixture(scope="session")
+def bench_runs(tiny_preset_file, broken_plugin_path, tmp_path_factory) -> BenchRuns:
+    root = tmp_path_factory.mktemp("bench-runs")
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        reference = pool.submit(bench, tiny_preset_file, root / "reference", quiet=False,
+                                extra_path=[broken_plugin_path])
+        sigint = pool.submit(bench, tiny_preset_file, root / "sigint", interrupt=signal.SIGINT)
+        sigkill = pool.submit(bench, tiny_preset_file, root / "sigkill", interrupt=signal.SIGKILL)
+        return BenchRuns(reference.result(), sigint.result(), sigkill.result())
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """In-process work on one thread: tiny models gain nothing from two, and CI boxes are shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
