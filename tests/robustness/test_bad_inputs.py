@@ -1,0 +1,360 @@
+"""The bad-input catalogue: every mistake a user can make gets one line saying what is wrong and what to do.
+
+Each case runs the real CLI in a fresh interpreter (`python -m tawq_core.cli`) where a CLI path exists and
+checks: exit code 2, exactly one line on stderr, no traceback (without --debug), the key words of the
+message, and that files an earlier run left in the output folder are unchanged. All CLI calls of the
+catalogue are independent, so they run side by side (one thread each) in one module-scoped fixture.
+docs/robustness.md lists each case with the message a user sees.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib.util
+import json
+import os
+import pathlib
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from robustness_helpers import assert_kept, assert_one_line_error, file_hashes, run_many
+
+import tawq_core
+from tawq_core import ShapeError, create, quantize, save_checkpoint
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "plugins" / "datasets"))
+from dataset_writers import write_nmnist_bin, write_shd  # noqa: E402
+
+TRAIN = ("train", "--model", "mlp", "--dataset", "digits", "--epochs", "1", "--batch-size", "64", "--timesteps", "2",
+         "--no-progress", "--model-option", "hidden=[16]")
+MLP_OPTIONS = {"num_classes": 10, "sample_shape": [1, 8, 8], "hidden": [16]}
+
+
+def _replace(args: tuple[str, ...], flag: str, value: str) -> tuple[str, ...]:
+    i = args.index(flag)
+    return (*args[:i + 1], value, *args[i + 2:])
+
+
+def _inputs(root: Path) -> dict[str, Path]:
+    """Files the cases feed the CLI: damaged datasets, checkpoints, presets, a stand-in torch_npu."""
+    paths = {"data": root / "data", "missing": root / "no-such-data", "blocker": root / "a-file"}
+    write_shd(paths["data"] / "SHD" / "shd_train.h5", [([0.1, 0.2], [1, 2], 3)] * 4)
+    (paths["data"] / "SHD" / "shd_test.h5").write_bytes(b"\x89HDF\r\n\x1a\n cut short by a failed download")
+    for split in ("Train", "Test"):
+        for digit in range(10):
+            write_nmnist_bin(paths["data"] / "NMNIST" / split / str(digit) / "00001.bin",
+                             [(3, 5, 1, 0), (33, 33, 0, 1000 * digit), (1, 2, 1, 20_000)])
+    short = paths["data"] / "NMNIST" / "Train" / "4" / "00001.bin"
+    short.write_bytes(short.read_bytes()[:-3])
+    paths["blocker"].write_text("a regular file where a folder is expected\n")
+
+    model = create("model", "mlp", **{**MLP_OPTIONS, "sample_shape": (1, 8, 8)})
+    paths["checkpoint"] = save_checkpoint(root / "good" / "model.safetensors", model, {"model": "mlp",
+                                                                                       "model_options": MLP_OPTIONS})
+    paths["truncated"] = root / "truncated.safetensors"
+    paths["truncated"].write_bytes(paths["checkpoint"].read_bytes()[:300])
+    wider = create("model", "mlp", **{**MLP_OPTIONS, "sample_shape": (1, 8, 8), "hidden": [24]})
+    paths["other"] = save_checkpoint(root / "other.safetensors", wider, {"model": "mlp", "model_options": MLP_OPTIONS})
+    paths["marker"] = root / "pickle-payload-ran"
+    paths["pickle"] = root / "evil.pt"
+    torch.save({"weight": torch.zeros(2), "payload": _Payload(str(paths["marker"]))}, paths["pickle"])
+
+    paths["bad_toml"] = root / "broken.toml"
+    paths["bad_toml"].write_text('dataset = "digits"\nmodel = mlp\nquantizers = ["tawq"]\n')
+    paths["unknown_key"] = root / "typo.toml"
+    paths["unknown_key"].write_text('dataset = "digits"\nmodel = "mlp"\ntimesteps = 2\nquantizers = ["tawq"]\n'
+                                    'epoch = 3\n')
+    npu = root / "stand-in-torch-npu" / "torch_npu"  # torch_npu installed, Ascend CANN missing
+    npu.mkdir(parents=True)
+    (npu / "__init__.py").write_text(
+        '"""Stand-in for torch_npu on a machine without Ascend CANN: importing it fails like the real one."""\n'
+        'raise ImportError("libhccl.so: cannot open shared object file: No such file or directory")\n')
+    paths["npu_stand_in"] = npu.parent
+    return paths
+
+
+class _Payload:
+    """A pickle that would create a file if it were ever unpickled."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def _earlier_output(kind: str, inputs: dict[str, Path], where: Path) -> Path:
+    """What a previous, successful run left in an output folder, which a failing command must not touch."""
+    if kind == "train":
+        where.mkdir(parents=True)
+        shutil.copy(inputs["checkpoint"], where / "model.safetensors")
+        (where / "summary.json").write_text(json.dumps({"test_accuracy": 0.9}) + "\n")
+    elif kind == "bench":
+        run = where / "tiny-0123456789ab"
+        (run / "cache" / "cells").mkdir(parents=True)
+        (run / "results.json").write_text(json.dumps({"complete": True, "records": []}) + "\n")
+        (run / "cache" / "cells" / "abc.json").write_text(json.dumps({"top1": 91.5}) + "\n")
+    else:  # export: the file --out names
+        where.parent.mkdir(parents=True, exist_ok=True)
+        where.write_bytes(b"an earlier export\n")
+    return where
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory, tiny_preset_file, broken_plugin_path):
+    """Run every CLI case once, side by side; returns {case: (CompletedProcess, inputs, output, hashes)}."""
+    root = tmp_path_factory.mktemp("catalogue")
+    inputs = _inputs(root / "inputs")
+    bench = ("bench", "--preset", str(tiny_preset_file), "--quiet")
+    export = ("export", str(inputs["checkpoint"]), "--format", "tawq")
+    cases: dict[str, tuple[str, tuple[str, ...], dict]] = {
+        "unknown-quantizer": ("bench", (*bench, "--quantizers", "tawq,nope"), {}),
+        "unknown-model": ("bench", (*bench, "--model", "nope"), {}),
+        "unknown-neuron": ("train", (*TRAIN, "--neuron", "nope"), {}),
+        "unknown-dataset": ("train", _replace(TRAIN, "--dataset", "nope"), {}),
+        "unknown-backend": ("train", (*TRAIN, "--backend", "nope"), {}),
+        "name-of-a-plugin-that-failed": ("train", (*TRAIN, "--quantizer", "never-seen"),
+                                         {"extra_path": [broken_plugin_path]}),
+        "dataset-directory-missing": ("train", (*_replace(TRAIN, "--dataset", "shd"), "--data-dir",
+                                                str(inputs["missing"])), {}),
+        "dataset-h5-corrupt": ("train", (*_replace(TRAIN, "--dataset", "shd"), "--data-dir", str(inputs["data"]),
+                                         "--timesteps", "100"), {}),
+        "dataset-bin-truncated": ("train", (*_replace(_replace(TRAIN, "--dataset", "nmnist"), "--batch-size", "2"),
+                                            "--data-dir", str(inputs["data"]), "--dataset-option", "timesteps=2"),
+                                  {}),
+        "checkpoint-corrupt": ("export", _replace(export, "export", str(inputs["truncated"])), {}),
+        "checkpoint-of-another-model": ("export", _replace(export, "export", str(inputs["other"])), {}),
+        "checkpoint-pickle": ("export", _replace(export, "export", str(inputs["pickle"])), {}),
+        "loss-nan": ("train", _replace(TRAIN, "--batch-size", "16") + ("--lr", "1e30"), {}),
+        "timesteps-zero": ("bench", (*bench, "--timesteps", "0"), {}),
+        "epochs-negative": ("train", _replace(TRAIN, "--epochs", "-1"), {}),
+        "batch-size-zero": ("bench", (*bench, "--batch-size", "0"), {}),
+        "npu-without-torch-npu": ("bench", (*bench, "--backend", "npu"), {}),
+        "npu-without-cann": ("train", (*TRAIN, "--backend", "npu"), {"extra_path": [inputs["npu_stand_in"]]}),
+        "preset-invalid-toml": ("bench", _replace(bench, "--preset", str(inputs["bad_toml"])), {}),
+        "preset-unknown-key": ("bench", _replace(bench, "--preset", str(inputs["unknown_key"])), {}),
+        "output-not-writable-bench": ("bench", bench, {"out": inputs["blocker"] / "results"}),
+        "output-not-writable-train": ("train", TRAIN, {"out": inputs["blocker"] / "run"}),
+    }
+    calls, outputs, hashes = {}, {}, {}
+    for name, (kind, args, options) in cases.items():
+        out = options.pop("out", None)
+        if out is None:
+            out = _earlier_output(kind, inputs, root / "outputs" / (f"{name}.tawq" if kind == "export" else name))
+            hashes[name] = file_hashes(out.parent if kind == "export" else out)
+        outputs[name] = out
+        calls[name] = {"args": [*args, "--out", str(out)], **options}
+    results = run_many(calls)
+    return {name: (results[name], inputs, outputs[name], hashes.get(name)) for name in cases}
+
+
+def check(catalogue, case: str, *words: str) -> str:
+    """The one-line-error contract, plus: the earlier output is intact."""
+    result, _, out, before = catalogue[case]
+    line = assert_one_line_error(result, *words)
+    if before is not None:
+        assert_kept(out.parent if out.suffix == ".tawq" else out, before)
+    return line
+
+
+# -- unknown names ------------------------------------------------------------------------------------------
+def test_unknown_quantizer(catalogue):
+    check(catalogue, "unknown-quantizer", "unknown quantizer 'nope'", "known quantizers: binary, fp32")
+
+
+def test_unknown_model(catalogue):
+    check(catalogue, "unknown-model", "unknown model 'nope'", "known models:", "mlp", "sew-resnet")
+
+
+def test_unknown_neuron(catalogue):
+    check(catalogue, "unknown-neuron", "unknown neuron 'nope'", "known neurons: if, lif, plif")
+
+
+def test_unknown_dataset(catalogue):
+    check(catalogue, "unknown-dataset", "unknown dataset 'nope'", "known datasets:", "digits", "mnist1d")
+
+
+def test_unknown_backend(catalogue):
+    check(catalogue, "unknown-backend", "unknown backend 'nope'", "known backends: cpu, cuda, npu")
+
+
+# -- plugins that fail --------------------------------------------------------------------------------------
+def test_plugins_that_fail_to_import_raise_in_their_hook_or_take_a_taken_name_are_named(broken_plugin_path,
+                                                                                      catalogue):
+    from robustness_helpers import run_cli
+
+    listing = run_cli("plugins", extra_path=[broken_plugin_path])
+    assert listing.returncode == 0 and "Traceback" not in listing.stderr
+    failed = {line.split()[1]: line for line in listing.stderr.splitlines() if line.startswith("FAILED ")}
+    assert "(tawq-broken 6.6.6)" in failed["import-error"]
+    assert "No module named 'tawq_nonexistent_dependency'" in failed["import-error"]
+    assert "raised in quantizer hook: RuntimeError: boom while registering" in failed["hook-raises"]
+    assert "quantizer name 'fp32' is already registered by tawq" in failed["duplicate"]
+    assert "this registration was ignored" in failed["duplicate"]
+    rows = [line.split() for line in listing.stdout.splitlines()]
+    assert ["quantizer", "fp32", "tawq"] == rows[[r[:2] for r in rows].index(["quantizer", "fp32"])][:3]
+    assert ["quantizer", "broken-dist-ok", "tawq-broken"] in [r[:3] for r in rows]  # its good module still loads
+    # asking for a name that may have come from a failed plugin says so, and where to look
+    check(catalogue, "name-of-a-plugin-that-failed", "unknown quantizer 'never-seen'",
+          "plugin(s) failed to load (from tawq-broken)", "`tawq plugins` shows why")
+
+
+# -- datasets -----------------------------------------------------------------------------------------------
+def test_dataset_directory_missing(catalogue):
+    check(catalogue, "dataset-directory-missing", "dataset 'shd'", "no-such-data/SHD/shd_train.h5 is missing",
+          "get the files from https://", "--download")
+
+
+def test_dataset_h5_corrupt(catalogue):
+    check(catalogue, "dataset-h5-corrupt", "dataset 'shd': cannot read", "shd_test.h5",
+          "corrupt or truncated, replace it with a fresh copy")
+
+
+def test_dataset_bin_truncated_fails_cleanly_mid_training(catalogue):
+    check(catalogue, "dataset-bin-truncated", "dataset 'nmnist': cannot read", "Train/4/00001.bin",
+          "corrupt or truncated, replace it with a fresh copy")
+
+
+# -- checkpoints --------------------------------------------------------------------------------------------
+def test_checkpoint_corrupt(catalogue):
+    check(catalogue, "checkpoint-corrupt", "truncated.safetensors is corrupt or truncated", "save it again")
+
+
+def test_checkpoint_of_another_model(catalogue):
+    check(catalogue, "checkpoint-of-another-model", "does not fit this model",
+          "shape mismatch: body.0.0.weight: checkpoint (24, 64) vs model (16, 64)",
+          "rebuild the same model")
+
+
+def test_checkpoint_pickle_is_refused_and_never_unpickled(catalogue):
+    check(catalogue, "checkpoint-pickle", "evil.pt", "pickled Python objects, which tawq never loads (unsafe)",
+          "save weights with safetensors")
+    _, inputs, _, _ = catalogue["checkpoint-pickle"]
+    assert not inputs["marker"].exists()
+
+
+# -- training -----------------------------------------------------------------------------------------------
+def test_loss_nan_stops_naming_epoch_and_step(catalogue):
+    line = check(catalogue, "loss-nan", "training diverged: loss is nan at epoch 1/1, step ",
+                 "lower the learning rate (lr=1e+30)", "gradient clipping")
+    assert line.split("step ")[1].split("/")[1].startswith("84;")  # 1347 samples // 16 steps per epoch
+
+
+def test_timesteps_zero(catalogue):
+    check(catalogue, "timesteps-zero", "timesteps must be an integer >= 1, got 0")
+
+
+def test_negative_epochs(catalogue):
+    check(catalogue, "epochs-negative", "epochs must be an integer >= 1, got -1")
+
+
+def test_batch_size_zero(catalogue):
+    check(catalogue, "batch-size-zero", "batch_size must be an integer >= 1, got 0")
+
+
+# -- backends -----------------------------------------------------------------------------------------------
+def test_npu_without_torch_npu(catalogue):
+    if importlib.util.find_spec("torch_npu") is not None:
+        pytest.skip("torch_npu is installed here")
+    check(catalogue, "npu-without-torch-npu", "backend 'npu' is unavailable: torch_npu not installed",
+          "pip install 'tawq[npu]'", "Ascend CANN")
+
+
+def test_npu_with_torch_npu_but_no_cann(catalogue):
+    check(catalogue, "npu-without-cann", "backend 'npu' is unavailable",
+          "torch_npu found but Ascend CANN libraries are missing (libhccl.so)", "install Ascend CANN")
+
+
+# -- presets ------------------------------------------------------------------------------------------------
+def test_preset_invalid_toml(catalogue):
+    check(catalogue, "preset-invalid-toml", "broken.toml is not valid TOML", "line 2", "fix the syntax")
+
+
+def test_preset_unknown_key(catalogue):
+    check(catalogue, "preset-unknown-key", "typo.toml: unknown key 'epoch'", "known keys:", "timesteps, train")
+
+
+# -- output folders -----------------------------------------------------------------------------------------
+def test_output_not_writable_bench(catalogue):
+    check(catalogue, "output-not-writable-bench", "a-file/results/tiny-", "is not writable (Not a directory)",
+          "pass --out DIR with a writable path")
+
+
+@pytest.mark.xfail(strict=True, reason="tawq_core/cli_train.py (owned by the training author) says what is wrong "
+                                        "but not what to do: no '--out' hint")
+def test_output_not_writable_train(catalogue):
+    check(catalogue, "output-not-writable-train", "cannot create output folder", "a-file/run", "Not a directory",
+          "--out")
+
+
+def test_disk_full_mid_bench_is_one_line_and_keeps_finished_cells(tiny_preset_file, tmp_path, monkeypatch, capsys):
+    """ENOSPC simulated in-process: once the first cell and results.json are written, every further write of
+    the run directory fails as a full disk would. Nothing written before may change, no temporary is left."""
+    from tawq_core import cli
+    from tawq_core.bench.runner import Runner
+
+    out = tmp_path / "results"
+    state: dict = {"full": False, "before": None}
+    real_write_text, real_write = pathlib.Path.write_text, Runner.write
+
+    def write_text(self, *args, **kwargs):
+        if state["full"] and out in self.parents:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write_text(self, *args, **kwargs)
+
+    def write(self, *args, **kwargs):
+        result = real_write(self, *args, **kwargs)
+        if self.records and not state["full"]:  # the first cell is finished and listed: now the disk fills
+            state["full"], state["before"] = True, file_hashes(out)
+        return result
+
+    monkeypatch.setattr(pathlib.Path, "write_text", write_text)
+    monkeypatch.setattr(Runner, "write", write)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", "--preset", str(tiny_preset_file), "--quiet", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err and len(err.splitlines()) == 1
+    for words in ("error: cannot write ", "(No space left on device); everything finished before is kept",
+                  "free some disk space or pass --out DIR on another disk", "re-run the same command to resume"):
+        assert words in err
+    assert_kept(out, state["before"])
+    (run_dir,) = out.iterdir()
+    assert [r["quantizer"] for r in json.loads((run_dir / "results.json").read_text())["records"]] == ["fp32"]
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+# -- Ctrl-C -------------------------------------------------------------------------------------------------
+def test_sigint_in_the_middle_of_a_bench(bench_runs):
+    """The SIGINT run of the interruption tests (tests/robustness/test_interruption.py resumes it)."""
+    run = bench_runs.sigint
+    assert run.returncode == 130 and "Traceback" not in run.stderr
+    (line,) = run.stderr.splitlines()
+    assert line.startswith("interrupted: ") and "cell(s) finished in this run are saved under " in line
+    assert str(run.run_dir) in line and line.endswith("; re-run the same command to resume")
+
+
+# -- tensors handed to the API ------------------------------------------------------------------------------
+def test_wrong_layout_is_a_shape_error_saying_what_is_expected():
+    model = create("model", "mlp", num_classes=10, sample_shape=(1, 8, 8), hidden=[16])
+    for shape in [(4, 1, 8, 8), (2, 4, 8, 8, 1), (2, 4, 64)]:  # no T axis, channels last, flattened
+        with pytest.raises(ShapeError, match=r"model 'mlp' expects \[T, B, 1, 8, 8\], got .*time-major"):
+            model(torch.zeros(shape))
+
+
+def test_timesteps_that_do_not_match_a_temporal_quantizer_are_a_shape_error():
+    """Folded [T*B, ...] input cannot tell T from B: T=2 x B=4 would silently run as T=4 x B=2."""
+    model = create("model", "sew-resnet", num_classes=10, sample_shape=(1, 40), layers=[1, 1, 1], width=8)
+    quantize(model, "tawq", timesteps=4)
+    assert model(torch.zeros(4, 2, 1, 40)).shape == (2, 10)
+    with pytest.raises(ShapeError, match=r"T=2 timesteps, but .* quantized with tawq for T=4.*set_timesteps"):
+        model(torch.zeros(2, 4, 1, 40))
+    splits = create("dataset", "digits")
+    mlp = create("model", "mlp", num_classes=10, sample_shape=(1, 8, 8), hidden=[16, 16])
+    quantize(mlp, "tawq", timesteps=4)
+    with pytest.raises(ShapeError, match="T=2 timesteps"):
+        tawq_core.evaluate(mlp, splits.test, splits, timesteps=2)
+    tawq_core.set_timesteps(mlp, 2)
+    assert 0.0 <= tawq_core.evaluate(mlp, splits.test, splits, timesteps=2) <= 1.0
