@@ -5,8 +5,8 @@ hard reset) for T steps; the ternary spike it emits at step t is its weight at s
 (timestep, output channel) by alpha = 1 / (fraction of non-zeros + 1e-6). Stored as one pattern
 index per weight (at most 2T + 1 states: 3.2 bits at T = 4) plus the T x Co alpha table.
 
-On CPU, `weights` runs the dynamics, alpha and their backward in fused numba kernels
-(`_calcium_cpu`, bit-identical effective weights); elsewhere the shared eager / Triton path.
+On CPU, `weights` runs the calcium dynamics in a fused numba kernel (`_calcium_cpu`; weights and
+gradients bit-identical to the eager path); elsewhere the shared eager / Triton path.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tawq_core import ShapeError, hookimpl
+from tawq_core import hookimpl
 from tawq_core.quantizer import check_timesteps
 from tawq_plugins.quantizers import _calcium_cpu
-from tawq_plugins.quantizers.calcium import ALPHA_EPS, SURROGATE_SLOPE, TAU, THETA, CalciumQuantizer, standardize
+from tawq_plugins.quantizers.calcium import CalciumQuantizer, standardize
 
 
 class Tawq(CalciumQuantizer):
@@ -29,14 +29,11 @@ class Tawq(CalciumQuantizer):
         super().__init__(levels=1)
 
     def weights(self, w: Tensor, timesteps: int) -> Tensor:
-        if w.dim() < 1 or _calcium_cpu.unsupported(w.float(), self.levels):
+        if w.dim() < 1 or _calcium_cpu.unsupported(w.float()):
             return super().weights(w, timesteps)
         check_timesteps(timesteps)
-        if w.numel() < 2:
-            raise ShapeError(f"tawq standardizes over the whole weight tensor and needs >= 2 weights, got {w.numel()}")
         with torch.autocast(device_type=w.device.type, enabled=False):
-            return _calcium_cpu.CalciumQuantCPU.apply(standardize(w.float()), timesteps, TAU, THETA, ALPHA_EPS,
-                                                      SURROGATE_SLOPE)
+            return _calcium_cpu.CalciumQuantCPU.apply(standardize(w.float()), timesteps, self.levels)
 
     def config(self) -> dict:
         config = super().config()
