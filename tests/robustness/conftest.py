@@ -8,13 +8,14 @@ uses one thread, so on 2 cores they cost about as much wall time as one run afte
 from __future__ import annotations
 
 import signal
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
-from robustness_helpers import TINY_PRESET, BenchRun, bench
+from robustness_helpers import TINY_PRESET, BenchRun, bench, run_cli
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +41,39 @@ def bench_runs(tiny_preset_file, broken_plugin_path, tmp_path_factory) -> BenchR
         sigint = pool.submit(bench, tiny_preset_file, root / "sigint", interrupt=signal.SIGINT)
         sigkill = pool.submit(bench, tiny_preset_file, root / "sigkill", interrupt=signal.SIGKILL)
         return BenchRuns(reference.result(), sigint.result(), sigkill.result())
+
+
+#: `tawq train` of a tawq-quantized MLP on digits: small, but every part of QAT (calcium dynamics, per-timestep
+#: weights, AdamW, label smoothing, the warm-up/cosine schedule) takes part.
+TRAIN_SEEDED = ("train", "--model", "mlp", "--model-option", "hidden=[32,32]", "--dataset", "digits",
+                "--quantizer", "tawq", "--timesteps", "2", "--epochs", "2", "--batch-size", "64", "--lr", "0.01",
+                "--seed", "3", "--no-progress")
+
+
+@dataclass
+class TrainReplicate:
+    out: Path
+    train: subprocess.CompletedProcess
+    export: subprocess.CompletedProcess | None
+
+
+def _train_and_export(out: Path, extra_path: list[Path]) -> TrainReplicate:
+    trained = run_cli(*TRAIN_SEEDED, "--out", str(out), extra_path=extra_path)
+    if trained.returncode != 0:
+        return TrainReplicate(out, trained, None)
+    exported = run_cli("export", str(out), "--format", "tawq", "--out", str(out / "model.tawq"), extra_path=extra_path)
+    return TrainReplicate(out, trained, exported)
+
+
+@pytest.fixture(scope="session")
+def train_replicates(broken_plugin_path, tmp_path_factory) -> tuple[TrainReplicate, TrainReplicate]:
+    """The same `tawq train` + `tawq export --format tawq`, twice, side by side; the second with the broken
+    third-party plugin distribution installed (which must change nothing)."""
+    root = tmp_path_factory.mktemp("train-replicates")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        plain = pool.submit(_train_and_export, root / "plain", [])
+        broken = pool.submit(_train_and_export, root / "with-broken-plugins", [broken_plugin_path])
+        return plain.result(), broken.result()
 
 
 @pytest.fixture(autouse=True)
