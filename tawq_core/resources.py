@@ -12,11 +12,13 @@ The estimate, in bytes:
 * activations: a forward pass on the ``meta`` device (shapes only, nothing allocated, no arithmetic) with
   a forward hook on every leaf module summing the bytes of its outputs, for one batch
   ``[T, B, *sample_shape]``; quantized layers add their effective weights (``[T, *weight]`` for temporal
-  quantizers), which autograd keeps for the backward pass. The sum is multiplied by
-  `ACTIVATION_FACTOR`: autograd also keeps some inputs and intermediates the hooks do not see (the
-  measured peak of a real CPU training step was 1.4-2.1x the hook sum for the built-in MLP,
-  SEW-ResNet and Spikingformer, fp32 and tawq-quantized), so 1.5 sits at the low end on purpose: a run
-  refused on this figure could not have fitted;
+  quantizers), which autograd keeps for the backward pass, times `ACTIVATION_FACTOR`. Autograd keeps more
+  than the hooks see (inputs of some operations, the quantizers' own intermediates): the measured peak
+  of a real CPU training step (forward + backward + AdamW step, second step) was 1.25-1.9x the hook sum
+  for the built-in SEW-ResNet (1-D, 2-D), Spikingformer and QKFormer, fp32, ptq8 and tawq, and 1.7x /
+  3.1x for a 512-wide MLP in fp32 / tawq. The factor is therefore 1.0: the estimate is a lower bound, so
+  a run refused on it could not have fitted, and a run above `WARN_FRACTION` of the free memory is
+  warned about because its real need may be two or three times the estimate;
 * one input batch.
 
 The dataset's in-RAM size (tensors and arrays the dataset objects hold; memory-mapped and lazily decoded
@@ -43,9 +45,9 @@ from torch import nn
 from tawq_core.errors import ConfigError
 
 #: Multiplier from the summed leaf-module outputs to the activation memory of a training step.
-ACTIVATION_FACTOR = 1.5
+ACTIVATION_FACTOR = 1.0
 #: Above this share of the available memory the run is allowed but warned about.
-WARN_FRACTION = 0.7
+WARN_FRACTION = 0.5
 #: AdamW keeps exp_avg and exp_avg_sq, each the size of the parameters.
 OPTIMIZER_STATES = 2
 MEMINFO = Path("/proc/meminfo")
@@ -53,7 +55,9 @@ GIB = 2**30
 
 
 def _gib(n: float) -> str:
-    return f"{n / GIB:.1f} GiB" if n >= GIB / 10 else f"{n / 2**20:.0f} MiB"
+    if n >= GIB / 10:
+        return f"{n / GIB:.1f} GiB"
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 / 10 else f"{n / 1024:.0f} KiB"
 
 
 @dataclass(frozen=True)
@@ -214,19 +218,20 @@ def check_training_memory(model: nn.Module, sample_shape: Sequence[int], timeste
         say(f"memory check skipped: the model's forward does not run on the meta device "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
         return None
-    where = "the available memory"
+    where = ""
     if available is None:
         available, where = available_memory(device)
+        where = f" ({where})"
     if available is None:
         return estimate
     if estimate.training > available:
         raise ConfigError(
-            f"training needs {estimate.describe()}, more than the {_gib(available)} free ({where}); "
+            f"training needs {estimate.describe()}, more than the {_gib(available)} free{where}; "
             f"use a smaller --batch-size (now {batch_size}) or a smaller model, or a machine with more memory"
         )
     if estimate.training > WARN_FRACTION * available:
         say(f"warning: training needs {estimate.describe()}, {100 * estimate.training / available:.0f}% of the "
-            f"{_gib(available)} free ({where}); a smaller --batch-size would leave headroom")
+            f"{_gib(available)} free{where}; a smaller --batch-size would leave headroom")
     return estimate
 
 
