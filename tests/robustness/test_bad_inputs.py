@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from robustness_helpers import assert_kept, assert_one_line_error, file_hashes, run_many
+from robustness_helpers import TINY_PRESET, assert_kept, assert_one_line_error, file_hashes, run_many
 
 import tawq_core
 from tawq_core import ShapeError, create, quantize, save_checkpoint
@@ -64,6 +64,8 @@ def _inputs(root: Path) -> dict[str, Path]:
 
     paths["bad_toml"] = root / "broken.toml"
     paths["bad_toml"].write_text('dataset = "digits"\nmodel = mlp\nquantizers = ["tawq"]\n')
+    paths["unknown_neuron"] = root / "neuron-typo.toml"
+    paths["unknown_neuron"].write_text(TINY_PRESET.replace("threads = 1\n", 'threads = 1\nneuron = "nope"\n'))
     paths["unknown_key"] = root / "typo.toml"
     paths["unknown_key"].write_text('dataset = "digits"\nmodel = "mlp"\ntimesteps = 2\nquantizers = ["tawq"]\n'
                                     'epoch = 3\n')
@@ -113,7 +115,7 @@ def catalogue(tmp_path_factory, tiny_preset_file, broken_plugin_path):
     cases: dict[str, tuple[str, tuple[str, ...], dict]] = {
         "unknown-quantizer": ("bench", (*bench, "--quantizers", "tawq,nope"), {}),
         "unknown-model": ("bench", (*bench, "--model", "nope"), {}),
-        "unknown-neuron": ("train", (*TRAIN, "--neuron", "nope"), {}),
+        "unknown-neuron": ("bench", _replace(bench, "--preset", str(inputs["unknown_neuron"])), {}),
         "unknown-dataset": ("train", _replace(TRAIN, "--dataset", "nope"), {}),
         "unknown-backend": ("train", (*TRAIN, "--backend", "nope"), {}),
         "name-of-a-plugin-that-failed": ("train", (*TRAIN, "--quantizer", "never-seen"),
@@ -130,7 +132,7 @@ def catalogue(tmp_path_factory, tiny_preset_file, broken_plugin_path):
         "checkpoint-pickle": ("export", _replace(export, "export", str(inputs["pickle"])), {}),
         "loss-nan": ("train", _replace(TRAIN, "--batch-size", "16") + ("--lr", "1e30"), {}),
         "timesteps-zero": ("bench", (*bench, "--timesteps", "0"), {}),
-        "epochs-negative": ("train", _replace(TRAIN, "--epochs", "-1"), {}),
+        "epochs-negative": ("bench", (*bench, "--epochs", "-1"), {}),
         "batch-size-zero": ("bench", (*bench, "--batch-size", "0"), {}),
         "npu-without-torch-npu": ("bench", (*bench, "--backend", "npu"), {}),
         "npu-without-cann": ("train", (*TRAIN, "--backend", "npu"), {"extra_path": [inputs["npu_stand_in"]]}),
@@ -138,10 +140,15 @@ def catalogue(tmp_path_factory, tiny_preset_file, broken_plugin_path):
         "preset-unknown-key": ("bench", _replace(bench, "--preset", str(inputs["unknown_key"])), {}),
         "output-not-writable-bench": ("bench", bench, {"out": inputs["blocker"] / "results"}),
         "output-not-writable-train": ("train", TRAIN, {"out": inputs["blocker"] / "run"}),
+        "plugins-listing": ("plugins", ("plugins",), {"extra_path": [broken_plugin_path]}),
     }
     calls, outputs, hashes = {}, {}, {}
     for name, (kind, args, options) in cases.items():
         out = options.pop("out", None)
+        if kind == "plugins":
+            calls[name] = {"args": list(args), **options}
+            outputs[name] = None
+            continue
         if out is None:
             out = _earlier_output(kind, inputs, root / "outputs" / (f"{name}.tawq" if kind == "export" else name))
             hashes[name] = file_hashes(out.parent if kind == "export" else out)
@@ -182,11 +189,8 @@ def test_unknown_backend(catalogue):
 
 
 # -- plugins that fail --------------------------------------------------------------------------------------
-def test_plugins_that_fail_to_import_raise_in_their_hook_or_take_a_taken_name_are_named(broken_plugin_path,
-                                                                                      catalogue):
-    from robustness_helpers import run_cli
-
-    listing = run_cli("plugins", extra_path=[broken_plugin_path])
+def test_plugins_that_fail_to_import_raise_in_their_hook_or_take_a_taken_name_are_named(catalogue):
+    listing, *_ = catalogue["plugins-listing"]  # `tawq plugins` with the tawq-broken distribution installed
     assert listing.returncode == 0 and "Traceback" not in listing.stderr
     failed = {line.split()[1]: line for line in listing.stderr.splitlines() if line.startswith("FAILED ")}
     assert "(tawq-broken 6.6.6)" in failed["import-error"]
