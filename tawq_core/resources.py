@@ -185,18 +185,19 @@ def activation_bytes(model: nn.Module, input_shape: Sequence[int], dtype: torch.
 
 
 def estimate_training_memory(model: nn.Module, sample_shape: Sequence[int], timesteps: int, batch_size: int,
-                             datasets: Sequence[Any] = ()) -> MemoryEstimate:
+                             datasets: Sequence[Any] = (), amp: bool = False) -> MemoryEstimate:
     """What one AdamW training step of `model` on batches ``[T, B, *sample_shape]`` needs (see module doc).
 
     `model` may live on any device, including ``meta`` (build it under ``with torch.device("meta"):`` to
-    size a model too large to create).
+    size a model too large to create). ``amp=True`` (float16 autocast) counts activations at half their
+    float32 size, keeping the estimate a lower bound.
     """
     params = [p for p in model.parameters()]
     trainable = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
     parameters = sum(p.numel() * p.element_size() for p in params)
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
     input_shape = (timesteps, batch_size, *sample_shape)
-    activations = activation_bytes(model, input_shape)
+    activations = activation_bytes(model, input_shape) // (2 if amp else 1)
     return MemoryEstimate(
         parameters=parameters, gradients=trainable, optimizer=OPTIMIZER_STATES * trainable, buffers=buffers,
         activations=int(ACTIVATION_FACTOR * activations), inputs=math.prod(input_shape) * 4,
@@ -206,14 +207,14 @@ def estimate_training_memory(model: nn.Module, sample_shape: Sequence[int], time
 
 def check_training_memory(model: nn.Module, sample_shape: Sequence[int], timesteps: int, batch_size: int,
                           device: torch.device | str, datasets: Sequence[Any] = (),
-                          log: Callable[[str], None] | None = None,
-                          available: int | None = None) -> MemoryEstimate | None:
+                          log: Callable[[str], None] | None = None, available: int | None = None,
+                          amp: bool = False) -> MemoryEstimate | None:
     """Refuse (`ConfigError`) a run whose estimate exceeds the free memory of `device`; warn through `log`
     when it uses more than `WARN_FRACTION` of it. Returns the estimate, or None when it could not be made
     (a model whose forward does not run on the meta device is trained unchecked, with a log line)."""
     say = log or (lambda _line: None)
     try:
-        estimate = estimate_training_memory(model, sample_shape, timesteps, batch_size, datasets)
+        estimate = estimate_training_memory(model, sample_shape, timesteps, batch_size, datasets, amp)
     except Exception as exc:  # a third-party model may not run on meta; the check is advisory then
         say(f"memory check skipped: the model's forward does not run on the meta device "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")

@@ -152,9 +152,10 @@ class Runner:
                                            "training from scratch")
         self.log(f"seed {seed} · {quantizer}: {how} ({tc.epochs} epochs) on {self.train_backend.name}")
         splits, device = self.splits, self.train_backend.device
+        amp = tc.amp is True or (tc.amp == "auto" and device.type == "cuda")  # float16 autocast in `train`
         resources.check_training_memory(model, splits.sample_shape, self.cfg.timesteps,
                                         max(1, tc.batch_size // distributed.world_size()), device,
-                                        (splits.train, splits.test), log=self.log)
+                                        (splits.train, splits.test), log=self.log, amp=amp)
         with resources.out_of_memory_as_config_error(tc.batch_size):
             result = train(model, splits, tc, device=device, progress=self.progress, backend=self.train_backend)
         info = {"time_s": result.train_seconds, "epochs": tc.epochs, "steps": result.steps,
