@@ -44,6 +44,7 @@ from tawq_core.quantization import (
 )
 from tawq_core.quantizer import PackedWeight, Quantizer, QuantMode
 from tawq_core.registry import create, get_registry, list_plugins
+from tawq_core.resources import MemoryEstimate, check_training_memory, estimate_training_memory
 from tawq_core.roles import LayerRole, mark, role_of
 from tawq_core.sops import OpsCounter, OpsReport, count_ops
 from tawq_core.training import EpochRecord, TrainConfig, TrainResult, evaluate, seed_everything, train
@@ -68,6 +69,7 @@ __all__ = [
     "LatencyStats",
     "LayerRole",
     "Measurement",
+    "MemoryEstimate",
     "MeterReading",
     "ModelFactory",
     "Neuron",
@@ -93,10 +95,12 @@ __all__ = [
     "UnmarkedRule",
     "__version__",
     "build_from_checkpoint",
+    "check_training_memory",
     "count_ops",
     "create",
     "encode_batch",
     "estimate_energy",
+    "estimate_training_memory",
     "evaluate",
     "export",
     "get_registry",
