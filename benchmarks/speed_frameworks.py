@@ -26,6 +26,8 @@ from speed_nets import BUILDERS, NETS, NetSpec, build, reset_hook
 from speed_timing import interleaved, ratio, summary
 from torch import Tensor, nn
 
+import tawq_core
+
 T = 4
 LAYOUTS = {"conv": ("nchw", "channels_last"), "mlp": ("default",)}
 TARGETS = {"train": 1.5, "infer": 2.0}  # tawq's speed-up over spikingjelly the issue asks for
@@ -42,6 +44,15 @@ def available() -> dict[str, str]:
         except Exception as exc:  # a missing optional framework is a row marked unavailable
             found[name] = f"{type(exc).__name__}: {exc}"
     return found
+
+
+def _neuron_kernel() -> str:
+    """Which implementation tawq's LIF runs on these CPU tensors (fused numba kernel or eager loop)."""
+    from tawq_plugins.neurons import dynamics
+
+    lif = tawq_core.create("neuron", "lif")
+    kernels = dynamics._kernels(lif.dynamics, torch.zeros(2, 2))
+    return "eager loop" if kernels is dynamics.EAGER else f"fused ({kernels.run.__module__})"
 
 
 def make_input(spec: NetSpec, layout: str, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -115,6 +126,7 @@ def run(warmup: int, repeats: int, nets: list[str] | None = None) -> dict[str, A
         for layout in LAYOUTS["conv" if spec.name.startswith("conv") else "mlp"]:
             rows.append(measure_net(spec, layout, frameworks, warmup, repeats))
     return {"unavailable": {fw: why for fw, why in found.items() if why}, "rows": rows,
+            "tawq_neuron_kernel": _neuron_kernel(),
             "targets_vs_spikingjelly": TARGETS, "train_step": "zero_grad + reset_net (spikingjelly) + forward + "
             "cross-entropy + backward + SGD step", "inference": "eval + torch.inference_mode forward"}
 

@@ -91,6 +91,14 @@ def _inference(net: nn.Module, x: Tensor) -> Callable[[], Tensor]:
     return infer
 
 
+def _quant_kernel() -> str:
+    """Which implementation computes tawq's dynamics on CPU float32 weights."""
+    from tawq_plugins.quantizers import _calcium_cpu
+
+    why = _calcium_cpu.unsupported(torch.zeros(2))
+    return f"eager ({why})" if why else "fused numba dynamics + eager slopes/backward"
+
+
 def qat_overhead(warmup: int, repeats: int) -> list[dict[str, Any]]:
     rows = []
     for spec in MODELS:
@@ -105,7 +113,7 @@ def qat_overhead(warmup: int, repeats: int) -> list[dict[str, Any]]:
                      "timesteps": T, "parameters": sum(p.numel() for p in fp32.parameters()),
                      "quantized_layers": len(report.swapped), "quantized_fraction": round(report.fraction_quantized, 4),
                      "fp32_ms": ms["fp32"], "tawq_ms": ms["tawq"], "weights_ms": ms["weights"],
-                     "tawq_over_fp32": ratio(ms["tawq"], ms["fp32"]),
+                     "tawq_over_fp32": ratio(ms["tawq"], ms["fp32"]), "quantizer_kernel": _quant_kernel(),
                      "target": QAT_TARGET})
     return rows
 
