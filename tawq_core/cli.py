@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         interrupted = isinstance(exc, KeyboardInterrupt) or isinstance(exc.__cause__, KeyboardInterrupt)
         if debug and interrupted:
             raise
-        click.echo("interrupted: everything finished so far is saved" if interrupted else "aborted", err=True)
+        click.echo("interrupted" if interrupted else "aborted", err=True)
         sys.exit(130)
 
 
