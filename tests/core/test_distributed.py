@@ -21,7 +21,9 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from tawq_core import ConfigError, distributed
 from tawq_core.checkpoint import load_checkpoint
+from tawq_core.progress import progress_enabled
 
 WORKER = textwrap.dedent('''
     import sys
@@ -89,3 +91,29 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     for key in w1:
         torch.testing.assert_close(w2[key], w1[key], atol=1e-5, rtol=0)
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["model.safetensors", "result.json"]
+
+
+def test_half_configured_environment_is_a_config_error(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    for var in ("MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(ConfigError, match="MASTER_ADDR, MASTER_PORT is not set; launch with torchrun"):
+        distributed.setup("cpu")
+
+
+def test_global_batch_must_split_evenly_and_eval_shards_cover_every_sample_once():
+    two = [distributed.DistContext(world_size=2, rank=r) for r in (0, 1)]
+    assert distributed.per_rank_batch(24, two[0]) == 12
+    with pytest.raises(ConfigError, match="multiple of 2"):
+        distributed.per_rank_batch(25, two[0])
+    shards = [distributed.shard_indices(101, ctx) for ctx in two]
+    assert sorted(shards[0] + shards[1]) == list(range(101))
+
+
+def test_progress_bars_only_on_a_terminal_and_only_on_rank_0(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    assert progress_enabled(True) and not progress_enabled(False)
+    assert progress_enabled(None) == sys.stderr.isatty()
+    monkeypatch.setenv("RANK", "1")
+    assert not progress_enabled(True)
