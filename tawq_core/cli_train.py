@@ -19,12 +19,12 @@ import click
 import torch
 from torch.utils.data import DataLoader
 
-from tawq_core import distributed
+from tawq_core import distributed, resources
 from tawq_core.checkpoint import WEIGHTS_NAME, save_checkpoint, write_json
 from tawq_core.data import DatasetSplits, Encoding, encode_batch
 from tawq_core.errors import ConfigError
 from tawq_core.quantizer import Quantizer, QuantMode
-from tawq_core.registry import create
+from tawq_core.registry import create, get_registry
 from tawq_core.training import TrainConfig, evaluate, seed_everything
 from tawq_core.training import train as run_training
 
@@ -52,7 +52,8 @@ def _prepare_out(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+        raise ConfigError(f"cannot create output folder {out}: {exc.strerror or exc}; "
+                          "choose a writable --out") from None
     if not os.access(out, os.W_OK):
         raise ConfigError(f"output folder {out} is not writable; choose another --out")
 
@@ -128,6 +129,10 @@ def train(model_name: str, dataset_name: str, quantizer_name: str | None, timest
     neuron_options = parse_options(neuron_pairs, "--neuron-option")
     backend = create("backend", backend_name).require()
     quantizer = create("quantizer", quantizer_name, **quantizer_options) if quantizer_name else None
+    # unknown names fail before the (possibly slow) dataset load
+    get_registry().entry("model", model_name)
+    if neuron is not None:
+        get_registry().entry("neuron", neuron)
     _prepare_out(out)
     splits = create("dataset", dataset_name, data_dir=data_dir, download=download, **dataset_options)
     T = _timesteps(splits, timesteps)
@@ -146,7 +151,10 @@ def train(model_name: str, dataset_name: str, quantizer_name: str | None, timest
     ptq = quantizer is not None and quantizer.mode is QuantMode.PTQ
     report = _quantize(model, quantizer, T) if quantizer is not None and not ptq else None
 
-    result = run_training(model, splits, config, backend.device, progress=progress, backend=backend)
+    resources.check_training_memory(model, splits.sample_shape, T, config.batch_size, backend.device,
+                                    (splits.train, splits.test), log=lambda line: click.echo(line, err=True))
+    with resources.out_of_memory_as_config_error(config.batch_size):
+        result = run_training(model, splits, config, backend.device, progress=progress, backend=backend)
     accuracy, fp32_accuracy = result.test_accuracy, None
     device = next(model.parameters()).device
     if ptq:

@@ -287,8 +287,6 @@ def test_output_not_writable_bench(catalogue):
           "pass --out DIR with a writable path")
 
 
-@pytest.mark.xfail(strict=True, reason="tawq_core/cli_train.py (owned by the training author) says what is wrong "
-                                        "but not what to do: no '--out' hint")
 def test_output_not_writable_train(catalogue):
     check(catalogue, "output-not-writable-train", "cannot create output folder", "a-file/run", "Not a directory",
           "--out")
