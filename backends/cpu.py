@@ -18,6 +18,7 @@ import torch
 
 from tawq_backends.rapl import DEFAULT_ROOT, MIN_WINDOW_S, rapl_availability, rapl_energy
 from tawq_core import Availability, Backend, Measurement, MeterReading, Timer, hookimpl
+from tawq_core.hardware import cpu_model_name
 
 PROC_STATUS = Path("/proc/self/status")
 PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -136,22 +137,12 @@ class CpuBackend(Backend):
     def describe(self) -> dict[str, str]:
         return {
             "backend": self.name,
-            "device": _cpu_model(),
+            "device": cpu_model_name(),
             "logical_cpus": str(os.cpu_count()),
             "torch_threads": str(torch.get_num_threads()),
             "torch": torch.__version__,
             "platform": platform.platform(),
         }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 @hookimpl

@@ -13,17 +13,8 @@ from typing import Any
 
 import torch
 
+from tawq_core.hardware import cpu_model_name
 from tawq_core.registry import get_registry
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 @lru_cache(maxsize=1)
@@ -44,7 +35,7 @@ def git_sha() -> str:
 
 def machine() -> dict[str, Any]:
     return {
-        "cpu": _cpu_name(),
+        "cpu": cpu_model_name(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch_threads": torch.get_num_threads(),
