@@ -11,8 +11,8 @@
   converted with ``.to(memory_format=torch.channels_last)``), for every framework; each framework is
   compared layout by layout.
 * tawq and spikingjelly compute the same function: the harness checks that their output spikes are
-  identical on the benchmark batch (``outputs_equal``). snntorch's Leaky has no ``decay_input``, so its
-  spikes differ (see `speed_nets`).
+  identical on the benchmark batch (``outputs_equal_spikingjelly``); snntorch computes it up to rounding
+  (``output_agreement_snntorch``: the fraction of equal output spikes; see `speed_nets`).
 """
 
 from __future__ import annotations
@@ -109,6 +109,9 @@ def measure_net(spec: NetSpec, layout: str, frameworks: list[str], warmup: int, 
         row["spike_rate"][fw] = round(first_outputs[fw].float().mean().item(), 4)
     if "tawq" in frameworks and "spikingjelly" in frameworks:
         row["outputs_equal_spikingjelly"] = bool(torch.equal(first_outputs["tawq"], first_outputs["spikingjelly"]))
+    if "tawq" in frameworks and "snntorch" in frameworks:
+        same = (first_outputs["tawq"] == first_outputs["snntorch"]).float().mean().item()
+        row["output_agreement_snntorch"] = round(same, 4)
     row["speedup"] = {
         other: {mode: ratio(row["ms"][other][mode], row["ms"]["tawq"][mode]) for mode in ("train", "infer")}
         for other in frameworks if other != "tawq" and "tawq" in frameworks

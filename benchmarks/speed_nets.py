@@ -4,7 +4,8 @@ Every network maps a time-major input ``[T, B, ...]`` to output spikes ``[T, B, 
 cross-entropy of the time-averaged output. The LIF settings are the same everywhere: tau 2 (snntorch:
 beta = 1 - 1/tau = 0.5), threshold 1, hard reset to 0, detached reset, sigmoid surrogate with alpha 4.
 snntorch's Leaky has no ``decay_input`` (its charge is ``beta * v + x``, tawq's and spikingjelly's
-``v + (x - v) / tau``): one multiplication fewer per step, which only favours snntorch.
+``v + (x - v) / tau``); its layers get the same weights and biases times 1 / tau (exact for tau = 2), which
+makes it the same network up to rounding and fires on ``mem > threshold`` rather than ``>=``.
 
 Layers are plain torch layers in all three: what differs is the neuron and how time is handled.
 tawq and spikingjelly run each stateless layer once on the folded ``[T*B, ...]`` batch (spikingjelly's
@@ -28,17 +29,20 @@ TAU, V_TH, ALPHA = 2.0, 1.0, 4.0
 
 @dataclass(frozen=True)
 class NetSpec:
-    """One benchmark network: its name, batch size and per-sample input shape."""
+    """One benchmark network: its name, batch size, per-sample input shape, and the factor applied to
+    PyTorch's default weight init so that every layer fires (10-30 % of neurons) on the benchmark input:
+    at the default init the output layers stay silent, and equal outputs would prove nothing."""
 
     name: str
     batch: int
     sample: tuple[int, ...]
+    gain: float
 
 
 NETS = (
-    NetSpec("mlp-784-800-10", 128, (784,)),
-    NetSpec("mlp-64-256-256-10", 128, (64,)),
-    NetSpec("conv-16-32", 64, (1, 28, 28)),
+    NetSpec("mlp-784-800-10", 128, (784,), 8.0),
+    NetSpec("mlp-64-256-256-10", 128, (64,), 6.0),
+    NetSpec("conv-16-32", 64, (1, 28, 28), 5.0),
 )
 
 
@@ -141,12 +145,15 @@ BUILDERS: dict[str, Callable[[NetSpec], nn.Module]] = {"tawq": _tawq, "spikingje
 
 def build(framework: str, spec: NetSpec, seed: int = 0) -> nn.Module:
     """The network `spec` in `framework`, with weights drawn from `seed` (the same for every framework)."""
-    net = BUILDERS[framework](spec)
+    net = BUILDERS[framework](spec)  # tawq's own net too: its fresh init is replaced by the scaled reference
     torch.manual_seed(seed)
     reference = _tawq(spec)  # every framework starts from the same numbers: tawq's initialization
+    # snntorch charges h = beta v + x: with x scaled by 1 / tau (weights and biases halved, exactly) that is
+    # decay_input's h = v + (x - v) / tau, so all three compute the same network (up to rounding)
+    shrink = 1.0 / TAU if framework == "snntorch" else 1.0
     with torch.no_grad():
         for a, b in zip(reference.parameters(), net.parameters(), strict=True):
-            b.copy_(a)
+            b.copy_(a * (spec.gain if a.dim() > 1 else 1.0) * shrink)
     return net
 
 

@@ -39,6 +39,9 @@ def test_quick_run_writes_every_part(tmp_path):
         assert all(_positive(v) for v in row["speedup"][other].values())
     if "spikingjelly" in frameworks:
         assert row["outputs_equal_spikingjelly"] is True  # same weights, same equations: same spikes
+    if "snntorch" in frameworks:
+        assert row["output_agreement_snntorch"] > 0.99  # the same network up to rounding
+    assert 0.02 < row["spike_rate"]["tawq"] < 0.5  # the output layer fires: the comparison is not vacuous
 
     assert {r["model"] for r in result["qat"]} == {"sew-resnet", "spikingformer"}
     for r in result["qat"]:
