@@ -43,7 +43,7 @@ def test_quick_run_writes_every_part(tmp_path):
         assert row["output_agreement_snntorch"] > 0.99  # the same network up to rounding
     assert 0.02 < row["spike_rate"]["tawq"] < 0.5  # the output layer fires: the comparison is not vacuous
 
-    assert {r["model"] for r in result["qat"]} == {"sew-resnet", "spikingformer"}
+    assert {r["model"] for r in result["qat"]} == {"sew-resnet", "spikingformer"} and len(result["qat"]) == 3
     for r in result["qat"]:
         assert _positive(r["tawq_over_fp32"]) and r["quantized_layers"] > 0
 
