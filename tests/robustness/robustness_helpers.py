@@ -133,13 +133,19 @@ def cache_mtimes(out: Path) -> dict[str, int]:
     return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in sorted(out.glob("*/cache/*/*")) if p.is_file()}
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def bench(preset: Path, out: Path, *, quiet: bool = True, extra_path: Iterable[Path] = (),
           interrupt: signal.Signals | None = None, timeout: float = 240) -> BenchRun:
     """Run ``tawq bench --preset PRESET --out OUT``; with `interrupt`, send that signal as soon as the first
     finished cell is on disk (the store renames each cell file into place, so its presence means done)."""
     args = ["bench", "--preset", str(preset), "--out", str(out), *(["--quiet"] if quiet else [])]
+    # A shell starts background jobs with SIGINT ignored, and children inherit that: give the CLI the default
+    # Ctrl-C behaviour a user's terminal would, whatever started this test run.
     proc = subprocess.Popen(cli_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=cli_env(extra_path))
+                            env=cli_env(extra_path), preexec_fn=_default_sigint)
     at_signal: dict[str, int] = {}
     if interrupt is not None:
         deadline = time.monotonic() + timeout
