@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from tawq_core.hardware import cpu_model_name
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -58,16 +60,6 @@ def ratio(slow: dict[str, Any] | None, fast: dict[str, Any] | None) -> float | N
     return round(slow["median"] / fast["median"], 3)
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _version(package: str) -> str | None:
     try:
         return metadata.version(package)
@@ -98,7 +90,7 @@ def machine(threads: int) -> dict[str, Any]:
     except AttributeError:
         usable = os.cpu_count()
     return {
-        "cpu": _cpu_model(), "logical_cpus": os.cpu_count(), "usable_cpus": usable,
+        "cpu": cpu_model_name(), "logical_cpus": os.cpu_count(), "usable_cpus": usable,
         "threads": threads, "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(), "platform": platform.platform(),
         "versions": {name: _version(name) for name in ("torch", "spikingjelly", "snntorch", "numba", "numpy")},
