@@ -164,6 +164,15 @@ class _QuantConv(_QuantMixin):
     _reversed_padding_repeated_twice: list[int]
     _sample_dims: int
 
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
+                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
+                 padding_mode: str = "zeros", *, quantizer: Quantizer | str, timesteps: int,
+                 device: Any = None, dtype: Any = None):
+        # super() is the torch conv class that follows this mixin in QuantConv1d/QuantConv2d's MRO
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, device=device, dtype=dtype)
+        self._setup(quantizer, timesteps)
+
     @classmethod
     def _like(cls, layer: nn.Module, quantizer: Quantizer | str, timesteps: int) -> Any:
         return cls(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
@@ -204,28 +213,12 @@ class QuantConv1d(_QuantConv, nn.Conv1d):
     _float_type = nn.Conv1d
     _sample_dims = 2
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
-                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
-                 padding_mode: str = "zeros", *, quantizer: Quantizer | str, timesteps: int,
-                 device: Any = None, dtype: Any = None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, device=device, dtype=dtype)
-        self._setup(quantizer, timesteps)
-
 
 class QuantConv2d(_QuantConv, nn.Conv2d):
     """`nn.Conv2d` with a quantized weight; input ``[T, B, C, H, W]`` or ``[T·B, C, H, W]``."""
 
     _float_type = nn.Conv2d
     _sample_dims = 3
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
-                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
-                 padding_mode: str = "zeros", *, quantizer: Quantizer | str, timesteps: int,
-                 device: Any = None, dtype: Any = None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, device=device, dtype=dtype)
-        self._setup(quantizer, timesteps)
 
 
 def quantized_layer_type(layer: nn.Module) -> type[_QuantMixin] | None:
