@@ -21,6 +21,7 @@ import os
 import torch
 from torch import Tensor
 
+from tawq_plugins.device_guard import on_device_of
 from tawq_plugins.neurons.dynamics import Dynamics, Leak
 
 SURROGATE_IDS = {"sigmoid": 0, "atan": 1}
@@ -194,8 +195,9 @@ def run(d: Dynamics, x: Tensor, k: Leak, keep_h: bool) -> tuple[Tensor, Tensor |
     charged = torch.empty_like(x) if keep_h else spikes
     k_ptr, k_value, flags = _launch_args(d, k, x)
     v_reset = d.v_reset if d.hard else 0.0
-    _forward_kernel[_grid(n)](x, spikes, charged, k_ptr, k_value, n, steps, d.v_threshold, v_reset, d.rest,
-                              KEEP_H=keep_h, BLOCK_SIZE=BLOCK, enable_fp_fusion=False, **flags)
+    with on_device_of(x):
+        _forward_kernel[_grid(n)](x, spikes, charged, k_ptr, k_value, n, steps, d.v_threshold, v_reset, d.rest,
+                                  KEEP_H=keep_h, BLOCK_SIZE=BLOCK, enable_fp_fusion=False, **flags)
     return spikes, (charged if keep_h else None)
 
 
@@ -210,8 +212,9 @@ def bptt(d: Dynamics, grad_spikes: Tensor, charged: Tensor, x: Tensor | None, k:
     k_ptr, k_value, flags = _launch_args(d, k, charged)
     x_ptr = x.contiguous() if x is not None else charged
     v_reset = d.v_reset if d.hard else 0.0
-    _backward_kernel[grid](grad_spikes, charged, x_ptr, grad_x, partial, k_ptr, k_value, n, steps,
-                           d.v_threshold, v_reset, d.rest, d.alpha, DETACH=d.detach_reset,
-                           SURROGATE=SURROGATE_IDS[d.surrogate.name], NEED_K=need_k, BLOCK_SIZE=BLOCK,
-                           enable_fp_fusion=False, **flags)
+    with on_device_of(charged):
+        _backward_kernel[grid](grad_spikes, charged, x_ptr, grad_x, partial, k_ptr, k_value, n, steps,
+                               d.v_threshold, v_reset, d.rest, d.alpha, DETACH=d.detach_reset,
+                               SURROGATE=SURROGATE_IDS[d.surrogate.name], NEED_K=need_k, BLOCK_SIZE=BLOCK,
+                               enable_fp_fusion=False, **flags)
     return grad_x, (partial.sum() if need_k else None)

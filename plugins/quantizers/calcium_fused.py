@@ -19,6 +19,8 @@ import os
 import torch
 from torch import Tensor
 
+from tawq_plugins.device_guard import on_device_of
+
 BLOCK = 1024
 
 try:
@@ -79,7 +81,8 @@ def run(x: Tensor, timesteps: int, levels: int, jacobian: bool, tau: float, thet
     n = x.numel()
     q = torch.empty(timesteps, *x.shape, dtype=torch.float32, device=x.device)
     slopes = torch.empty_like(q) if jacobian else q
-    _calcium_kernel[(math.ceil(n / BLOCK),)](x, q, slopes, n, timesteps, tau, 1 - 1 / tau, 1 / tau, theta, slope,
-                                             LEVELS=levels, JACOBIAN=jacobian, BLOCK_SIZE=BLOCK,
-                                             enable_fp_fusion=False)
+    with on_device_of(x):
+        _calcium_kernel[(math.ceil(n / BLOCK),)](x, q, slopes, n, timesteps, tau, 1 - 1 / tau, 1 / tau, theta,
+                                                 slope, LEVELS=levels, JACOBIAN=jacobian, BLOCK_SIZE=BLOCK,
+                                                 enable_fp_fusion=False)
     return q, (slopes if jacobian else None)
