@@ -27,7 +27,7 @@ def mnist1d_arrays(mnist1d_dir):
 
 def test_mnist1d_sizes_and_layout(mnist1d_dir):
     splits = tawq_core.create("dataset", "mnist1d", data_dir=str(mnist1d_dir))
-    assert (len(splits.train), len(splits.test)) == (4000, 1000)
+    assert (len(splits.train), len(splits.test)) == (4000, 10_000)  # 0.01 pp per test sample
     assert splits.num_classes == 10 and splits.sample_shape == (1, 40)
     assert splits.encoding is Encoding.STATIC and splits.timesteps is None
     x, y = splits.train[0]
@@ -38,9 +38,24 @@ def test_mnist1d_sizes_and_layout(mnist1d_dir):
     assert encode_batch(batch, splits.encoding, 4).shape == (4, 8, 1, 40)
 
 
+def test_mnist1d_validation_split_is_the_packages_own_heldout_set(mnist1d_dir):
+    val = tawq_core.create("dataset", "mnist1d", data_dir=str(mnist1d_dir), heldout="validation")
+    test = tawq_core.create("dataset", "mnist1d", data_dir=str(mnist1d_dir))
+    assert len(val.test) == 1000 and val.meta["heldout"] == "validation"
+    assert torch.equal(val.train.x, test.train.x)  # only the held-out split changes
+    assert not torch.equal(val.test.x[:100], test.test.x[:100])
+    assert test.test.targets.count(0) == 1000  # 1,000 per class
+
+
+def test_mnist1d_unknown_heldout_is_one_line_error(mnist1d_dir):
+    with pytest.raises(ConfigError, match="heldout must be one of test, validation"):
+        tawq_core.create("dataset", "mnist1d", data_dir=str(mnist1d_dir), heldout="train")
+
+
 def test_mnist1d_is_standardized_as_generated(mnist1d_arrays):
-    everything = np.concatenate([mnist1d_arrays["x"], mnist1d_arrays["x_test"]])
-    assert abs(everything.mean()) < 1e-3 and abs(everything.std() - 1) < 1e-3
+    train_and_val = np.concatenate([mnist1d_arrays["x"], mnist1d_arrays["x_val"]])
+    for everything in (train_and_val, mnist1d_arrays["x_test"]):  # each make_dataset call standardizes itself
+        assert abs(everything.mean()) < 1e-3 and abs(everything.std() - 1) < 1e-3
 
 
 def test_mnist1d_generation_is_deterministic_and_leaves_global_rngs_alone(mnist1d_arrays):
@@ -68,7 +83,7 @@ def test_mnist1d_corrupt_cache_is_regenerated(tmp_path, mnist1d_arrays, monkeypa
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not an npz file")
     splits = tawq_core.create("dataset", "mnist1d", data_dir=str(tmp_path))
-    assert calls == [1] and len(splits.test) == 1000
+    assert calls == [1] and len(splits.test) == 10_000
     assert embedded._load_cached(path) is not None
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
 
