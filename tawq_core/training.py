@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, random_split
 
 from tawq_core import distributed
 from tawq_core.data import DatasetSplits, Encoding, encode_batch
+from tawq_core.distill import DistillationLoss, check_teacher, teacher_logits
 from tawq_core.errors import ConfigError, ShapeError, TrainingDiverged
 from tawq_core.progress import progress_bar
 
@@ -50,7 +52,9 @@ class TrainConfig:
     ``batch_size`` is the global batch (split evenly over torchrun processes). ``amp="auto"`` turns on
     float16 autocast + GradScaler on CUDA only. ``val_fraction > 0`` holds out that share of the training
     set (seeded) and evaluates on it each epoch instead of the test set, for tuning without test leakage.
-    ``eval_every`` evaluates every N epochs (0: only the final test evaluation).
+    ``eval_every`` evaluates every N epochs (0: only the final test evaluation). ``distill`` mixes the
+    label loss with a KL term towards a teacher's logits softened by ``distill_temperature``, weighted
+    ``distill_weight`` (see `tawq_core.distill`); `train` then needs its ``teacher`` argument.
     """
 
     epochs: int = 10
@@ -67,6 +71,9 @@ class TrainConfig:
     num_workers: int = 0
     val_fraction: float = 0.0
     eval_every: int = 1
+    distill: bool = False
+    distill_weight: float = 0.5
+    distill_temperature: float = 2.0
 
     def __post_init__(self) -> None:
         _check_int("epochs", self.epochs, 1)
@@ -89,6 +96,12 @@ class TrainConfig:
             raise ConfigError(f"amp must be 'auto', True or False, got {self.amp!r}")
         if self.seed >= 2**32:
             raise ConfigError(f"seed must be < 2**32 (numpy's limit), got {self.seed}")
+        if not isinstance(self.distill, bool):
+            raise ConfigError(f"training distill must be true or false, got {self.distill!r}")
+        _check_float("distill_temperature", self.distill_temperature, 0.0, open_low=True)
+        _check_float("distill_weight", self.distill_weight, 0.0)
+        if self.distill_weight > 1:
+            raise ConfigError(f"training distill_weight must be between 0 and 1, got {self.distill_weight!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -256,16 +269,18 @@ def _diverged(loss: float, epoch: int, step: int, steps: int, config: TrainConfi
 
 def train(model: nn.Module, splits: DatasetSplits, config: TrainConfig, device: torch.device | str = "cpu",
           progress: bool | None = None, on_epoch: Callable[[EpochRecord], None] | None = None,
-          backend: object | None = None) -> TrainResult:
+          backend: object | None = None, teacher: nn.Module | None = None) -> TrainResult:
     """Train `model` in place on ``splits.train`` and return accuracy, history and timing.
 
     `device` is where training runs; under torchrun an index-less accelerator becomes each rank's own
     card, and `backend` (a `tawq_core.Backend`) names the collective library. `on_epoch` is called on
     every rank after each epoch (guard file writes with `distributed.is_main_process()`). The model
-    keeps its final weights and the train/eval mode it came in with.
+    keeps its final weights and the train/eval mode it came in with. `teacher` (with ``config.distill``)
+    is the frozen model distilled from: held in eval mode on `device`, never given gradients.
     """
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"config must be a TrainConfig, got {type(config).__name__}")
+    check_teacher(teacher, model, config.distill)
     timesteps = _timesteps_for(splits, config)
     ctx, device = distributed.setup(device, backend)
     seed_everything(config.seed)
@@ -287,6 +302,10 @@ def train(model: nn.Module, splits: DatasetSplits, config: TrainConfig, device: 
     total_steps = config.epochs * steps_per_epoch
     scheduler = warmup_cosine(optimizer, round(config.warmup_epochs * steps_per_epoch), total_steps)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    distiller = DistillationLoss(criterion, config.distill_weight, config.distill_temperature)
+    teacher_was_training = teacher is not None and teacher.training
+    if teacher is not None:
+        teacher.to(device).eval()
     use_amp = _amp_enabled(config.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
 
@@ -303,7 +322,8 @@ def train(model: nn.Module, splits: DatasetSplits, config: TrainConfig, device: 
             y = torch.as_tensor(y).to(device, non_blocking=True).long()
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 logits = _forward(net, x, splits.encoding, timesteps)
-                loss = criterion(logits.float(), y)
+                loss = criterion(logits.float(), y) if teacher is None else distiller(
+                    logits.float(), y, teacher_logits(partial(_forward, teacher, x, splits.encoding, timesteps)))
             shared = distributed.all_reduce_sum(loss.detach().clone(), ctx) / ctx.world_size
             if not torch.isfinite(shared):
                 raise _diverged(shared.item(), epoch, step, steps_per_epoch, config)
@@ -340,5 +360,7 @@ def train(model: nn.Module, splits: DatasetSplits, config: TrainConfig, device: 
     scored = [(r.eval_accuracy, r.epoch) for r in history if r.eval_accuracy is not None]
     best_acc, best_epoch = max(scored, key=lambda s: (s[0], -s[1])) if scored else (test_acc, config.epochs)
     model.train(was_training)
+    if teacher is not None:
+        teacher.train(teacher_was_training)
     return TrainResult(test_acc, best_acc, best_epoch, eval_split if scored else "test", train_seconds,
                        total_steps, ctx.world_size, history)
