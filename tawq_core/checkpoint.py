@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tawq_core.errors import CheckpointError, ConfigError
+from tawq_core.finite import require_finite
 
 META_KEY = "tawq"
 FORMAT_VERSION = 1
@@ -95,10 +96,41 @@ def _read_meta(path: Path) -> dict[str, Any]:
     if raw is None:
         return {}
     meta = json.loads(raw)
+    check_meta(meta, path)
     if meta.get("format", FORMAT_VERSION) > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written by a newer tawq (format {meta['format']}, "
                               f"tawq {meta.get('tawq_version')}); upgrade tawq to load it")
     return meta
+
+
+#: checkpoint record fields -> (accepted types, what they must be); absent fields are allowed
+META_SCHEMA: dict[str, tuple[tuple[type, ...], str]] = {
+    "format": ((int,), "an integer format version"),
+    "model": ((str,), "a model plugin name"),
+    "model_options": ((dict,), "a table of model options"),
+    "quantizer": ((str, type(None)), "a quantizer plugin name or null"),
+    "quantizer_options": ((dict, type(None)), "a table of quantizer options"),
+    "quant_policy": ((dict, type(None)), "a table of QuantPolicy fields"),
+    "timesteps": ((int, type(None)), "an integer >= 1"),
+}
+
+
+def check_meta(meta: Any, path: Path) -> None:
+    """The checkpoint record against `META_SCHEMA`: a violation is one line naming the file and the field
+    (a hand-edited ``"timesteps": "four"`` must not surface as a TypeError deep in the rebuild)."""
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {path}: its tawq record is a {type(meta).__name__}, not a table; "
+                              "save the checkpoint again")
+    if meta.get("format") == "tawq-packed":
+        raise CheckpointError(f"{path} is a packed tawq file (inference only, no latent weights), not a training "
+                              "checkpoint; load it with tawq_core.load_packed, or export from the checkpoint it "
+                              "was made from")
+    for key, (types, wanted) in META_SCHEMA.items():
+        value = meta.get(key)
+        bad_type = key in meta and (not isinstance(value, types) or isinstance(value, bool))
+        if bad_type or (key in ("timesteps", "format") and isinstance(value, int) and value < 1):
+            raise CheckpointError(f"checkpoint {path}: field {key!r} must be {wanted}, got {value!r}; the record "
+                                  "was edited or damaged, save the checkpoint again")
 
 
 def _load_torch(path: Path, head: bytes) -> dict[str, torch.Tensor]:
@@ -134,10 +166,14 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
         head = f.read(9)
     if len(head) == 9 and head[8:9] == b"{":  # safetensors: u64 header length, then a JSON header
         try:
-            return load_file(str(p)), _read_meta(p)
+            state, meta = load_file(str(p)), _read_meta(p)
         except (SafetensorError, ValueError, OSError) as exc:
             raise CheckpointError(f"checkpoint {p} is corrupt or truncated ({exc}); save it again") from None
-    return _load_torch(p, head), {}
+    else:
+        state, meta = _load_torch(p, head), {}
+    require_finite(state, f"checkpoint {p}", "the weights are corrupt or training diverged before it was saved; "
+                   "use an earlier checkpoint or retrain", CheckpointError)
+    return state, meta
 
 
 def load_into(model: nn.Module, state: dict[str, torch.Tensor], meta: dict[str, Any] | None = None,

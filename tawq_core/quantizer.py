@@ -106,6 +106,16 @@ class Quantizer(ABC):
     def unpack(self, packed: PackedWeight) -> Tensor:
         """Rebuild the effective weights from `pack`'s output, bit-exactly."""
 
+    def check_packed(self, packed: PackedWeight) -> str | None:
+        """Why `packed` (read back from a file anyone can edit) cannot be this quantizer's `pack` output, as one
+        phrase, or None. `load_packed` calls it before `unpack`, which trusts its input: codes outside the code
+        set or a changed dtype would unpack into other weights without an error. The default checks what
+        holds for every quantizer (floating-point entries are finite); override it to add your code set,
+        dtypes and sizes (the building blocks are in `tawq_core.packed_checks`)."""
+        from tawq_core.packed_checks import finite
+
+        return finite(packed)
+
     def config(self) -> dict[str, Any]:
         """Options that identify this quantizer's behaviour (recorded with every result)."""
         return {"name": self.name, "mode": self.mode.value, "temporal": self.temporal}

@@ -12,9 +12,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tawq_core import PackedWeight, Quantizer, QuantMode, hookimpl
-from tawq_core.packing import pack_digits, unpack_digits
-from tawq_core.quantizer import check_timesteps, fan_in_dims, float32_weights, straight_through
+from tawq_core import PackedWeight, Quantizer, QuantMode, hookimpl, packed_checks
+from tawq_core.plugin import (
+    check_timesteps,
+    fan_in_dims,
+    float32_weights,
+    pack_digits,
+    straight_through,
+    unpack_digits,
+)
 
 
 def _scaled(alpha: Tensor, signs: Tensor) -> Tensor:
@@ -54,6 +60,15 @@ class Binary(Quantizer):
         signs = (2 * bits - 1).to(torch.float32)
         alpha = packed.scales["alpha"].reshape(-1, *([1] * (signs.dim() - 1)))
         return _scaled(alpha, signs)
+
+
+    def check_packed(self, packed: PackedWeight) -> str | None:
+        c = packed_checks
+        return (c.keys(packed, {"signs"}, {"alpha"})
+                or c.entry(packed, "payload", "signs", torch.uint8)
+                or c.digits(packed.payload["signs"], "signs", 2, packed.numel)
+                or c.entry(packed, "scales", "alpha", torch.float32, packed.shape[0])
+                or c.finite(packed))
 
 
 @hookimpl

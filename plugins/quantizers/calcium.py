@@ -17,9 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tawq_core import ConfigError, PackedWeight, Quantizer, QuantMode, ShapeError
-from tawq_core.packing import pack_patterns, unpack_patterns
-from tawq_core.quantizer import check_timesteps
+from tawq_core import ConfigError, PackedWeight, Quantizer, QuantMode, ShapeError, packed_checks
+from tawq_core.plugin import check_timesteps, pack_patterns, unpack_patterns
 from tawq_plugins.quantizers import calcium_fused as fused
 
 TAU = 2.0  # calcium leak time constant
@@ -186,6 +185,19 @@ class CalciumQuantizer(Quantizer):
     def unpack(self, packed: PackedWeight) -> Tensor:
         q = unpack_patterns(packed.payload["patterns"], packed.scales["codebook"], packed.shape)
         return effective(packed.scales["alpha"], q.to(torch.float32))
+
+    def check_packed(self, packed: PackedWeight) -> str | None:
+        """Patterns index the codebook, whose T-step rows hold levels in [-L, L]; alpha is [T, Co] float32."""
+        c, book = packed_checks, packed.scales.get("codebook")
+        return (c.keys(packed, {"patterns"}, {"alpha", "codebook"})
+                or c.entry(packed, "scales", "codebook", torch.int8)
+                or (None if book.dim() == 2 and book.shape[1] == packed.timesteps and book.shape[0] >= 1 else
+                    f"scales tensor 'codebook' has shape {tuple(book.shape)}, expected [patterns, {packed.timesteps}]")
+                or c.in_range(book, "codebook", -self.levels, self.levels)
+                or c.entry(packed, "payload", "patterns", torch.uint8)
+                or c.digits(packed.payload["patterns"], "patterns", int(book.shape[0]), packed.numel)
+                or c.entry(packed, "scales", "alpha", torch.float32, packed.timesteps * packed.shape[0])
+                or c.finite(packed))
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "levels": self.levels, "tau": TAU, "theta": THETA,

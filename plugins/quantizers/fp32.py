@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
-from tawq_core import PackedWeight, Quantizer, QuantMode, hookimpl
-from tawq_core.quantizer import check_timesteps, float32_weights
+from tawq_core import PackedWeight, Quantizer, QuantMode, hookimpl, packed_checks
+from tawq_core.plugin import check_timesteps, float32_weights
 
 
 class Fp32(Quantizer):
@@ -26,6 +27,12 @@ class Fp32(Quantizer):
 
     def unpack(self, packed: PackedWeight) -> Tensor:
         return packed.payload["weight"].reshape(packed.shape)
+
+    def check_packed(self, packed: PackedWeight) -> str | None:
+        c = packed_checks
+        return (c.keys(packed, {"weight"}, set())
+                or c.entry(packed, "payload", "weight", torch.float32, packed.numel)
+                or c.finite(packed))
 
 
 @hookimpl

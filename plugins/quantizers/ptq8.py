@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tawq_core import PackedWeight, Quantizer, QuantMode, hookimpl
-from tawq_core.quantizer import check_timesteps, fan_in_dims, float32_weights
+from tawq_core import PackedWeight, Quantizer, QuantMode, hookimpl, packed_checks
+from tawq_core.plugin import check_timesteps, fan_in_dims, float32_weights
 
 QMAX = 127
 
@@ -59,6 +59,15 @@ class Ptq8(Quantizer):
         q = packed.payload["codes"].reshape(packed.shape)
         scale = packed.scales["scale"].reshape(-1, *([1] * (q.dim() - 1)))
         return _dequantize(q, scale)
+
+    def check_packed(self, packed: PackedWeight) -> str | None:
+        c = packed_checks
+        return (c.keys(packed, {"codes"}, {"scale"})
+                or c.entry(packed, "payload", "codes", torch.int8, packed.numel)
+                or c.in_range(packed.payload["codes"], "codes", -QMAX, QMAX)
+                or c.entry(packed, "scales", "scale", torch.float32, packed.shape[0])
+                or c.finite(packed)
+                or c.positive(packed.scales["scale"], "scale"))
 
 
 @hookimpl

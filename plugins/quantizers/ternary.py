@@ -12,9 +12,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tawq_core import PackedWeight, Quantizer, QuantMode, hookimpl
-from tawq_core.packing import pack_digits, unpack_digits
-from tawq_core.quantizer import check_timesteps, fan_in_dims, float32_weights, straight_through
+from tawq_core import PackedWeight, Quantizer, QuantMode, hookimpl, packed_checks
+from tawq_core.plugin import (
+    check_timesteps,
+    fan_in_dims,
+    float32_weights,
+    pack_digits,
+    straight_through,
+    unpack_digits,
+)
 
 THRESHOLD_FACTOR = 0.7
 
@@ -58,6 +64,15 @@ class Ternary(Quantizer):
         q = (unpack_digits(packed.payload["trits"], 3, packed.numel) - 1).to(torch.float32)
         alpha = packed.scales["alpha"].reshape(-1, *([1] * (len(packed.shape) - 1)))
         return _scaled(alpha, q.reshape(packed.shape))
+
+
+    def check_packed(self, packed: PackedWeight) -> str | None:
+        c = packed_checks
+        return (c.keys(packed, {"trits"}, {"alpha"})
+                or c.entry(packed, "payload", "trits", torch.uint8)
+                or c.digits(packed.payload["trits"], "trits", 3, packed.numel)
+                or c.entry(packed, "scales", "alpha", torch.float32, packed.shape[0])
+                or c.finite(packed))
 
 
 @hookimpl

@@ -23,6 +23,7 @@ from tawq_core.export.nir_run import run_nir
 from tawq_core.export.onnx_export import OnnxReport, export_onnx
 from tawq_core.export.packed_format import PackedReport, read_packed, write_packed
 from tawq_core.export.packed_load import load_packed
+from tawq_core.finite import require_finite
 from tawq_core.quantization import quantized_layers
 
 FORMATS = ("onnx", "nir", "tawq")
@@ -81,6 +82,8 @@ def export(model: nn.Module, format: str, path: str | Path, *, example: Tensor |
     """
     if format not in FORMATS:
         raise ConfigError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    require_finite(model.state_dict(), "cannot export", "a model with NaN/inf weights computes nothing useful "
+                   "(did training diverge, or was the checkpoint edited?); retrain it", ExportError)
     T = _timesteps(model, timesteps, example)
     if format == "tawq":
         if options:

@@ -34,6 +34,7 @@ from tawq_core.export.errors import ExportError
 from tawq_core.export.inference import FrozenQuantizer, inference_form, source_of
 from tawq_core.export.neurons import InferenceNeuron, NeuronSpec
 from tawq_core.export.nir_capture import Op, _merged_range, capture
+from tawq_core.finite import max_abs_difference, nonfinite_outputs
 from tawq_core.layers import is_quantized
 from tawq_core.packing import unpack_digits
 
@@ -261,8 +262,11 @@ def export_nir(model: nn.Module, path: str | Path, example: Tensor, *, dt: float
             if got.shape != expected.shape:
                 raise ExportError(f"the NIR graph produces shape {tuple(got.shape)}, the model "
                                   f"{tuple(expected.shape)}")
-            diff = float((got - expected).abs().max())
-            if diff > atol:
+            nonfinite = nonfinite_outputs(got, expected, "the NIR simulation")
+            if nonfinite:
+                raise ExportError(f"{nonfinite}; export a model with finite weights")
+            diff = max_abs_difference(got, expected)
+            if not diff <= atol:
                 raise ExportError(f"the NIR graph, simulated with tawq's conventions, differs from the model by "
                                   f"{diff:.3g} (> {atol:g}); pass verify=False to keep the file anyway")
     return NirReport(target, target.stat().st_size, {k: type(v).__name__ for k, v in graph.nodes.items()}, diff)

@@ -26,6 +26,7 @@ from tawq_core.checkpoint import atomic_path
 from tawq_core.errors import ConfigError
 from tawq_core.export.errors import ExportError
 from tawq_core.export.inference import inference_form
+from tawq_core.finite import max_abs_difference, nonfinite_outputs
 from tawq_core.layers import is_quantized
 
 DEFAULT_OPSET = 17
@@ -134,8 +135,11 @@ def _verify(data: bytes, model: nn.Module, examples: list[Tensor], atol: float) 
         if got.shape != expected.shape:
             raise ExportError(f"onnxruntime returned shape {got.shape} for input {tuple(x.shape)}, torch "
                               f"{expected.shape}; the model's forward hard-codes a batch size")
-        worst = max(worst, float(np.abs(got - expected).max()) if got.size else 0.0)
-    if worst > atol:
+        nonfinite = nonfinite_outputs(got, expected, "onnxruntime")
+        if nonfinite:
+            raise ExportError(f"{nonfinite} for input {tuple(x.shape)}; export a model with finite weights")
+        worst = max(worst, max_abs_difference(got, expected))
+    if not worst <= atol:
         raise ExportError(f"onnxruntime output differs from torch by {worst:.3g} (> {atol:g}); a module "
                           "probably does not trace (in-place writes or custom autograd Functions in a neuron "
                           "tawq does not recognise); see docs/export.md")

@@ -32,8 +32,9 @@ from torch import Tensor, nn
 from tawq_core.checkpoint import atomic_path
 from tawq_core.errors import CheckpointError, ConfigError
 from tawq_core.export.inference import source_of
+from tawq_core.finite import require_finite
 from tawq_core.quantization import quantized_layers
-from tawq_core.quantizer import Quantizer
+from tawq_core.quantizer import PackedWeight, Quantizer
 from tawq_core.roles import role_of
 
 FORMAT = "tawq-packed"
@@ -158,7 +159,66 @@ def read_packed(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     if record.get("format") != FORMAT:
         raise CheckpointError(f"{p} is a safetensors file but not a tawq packed model (format "
                               f"{record.get('format')!r}); load checkpoints with tawq_core.build_from_checkpoint")
-    if int(record.get("format_version", 0)) > FORMAT_VERSION:
+    version = record.get("format_version")
+    if isinstance(version, int) and version > FORMAT_VERSION:
         raise CheckpointError(f"{p} uses packed format {record['format_version']} (tawq "
                               f"{record.get('tawq_version')}); this tawq reads up to {FORMAT_VERSION}: upgrade tawq")
+    check_record(record, tensors, p)
     return tensors, record
+
+
+def _field(path: Path, where: str, value: Any, ok: bool, wanted: str) -> None:
+    if not ok:
+        raise CheckpointError(f"packed file {path}: field {where} must be {wanted}, got {value!r}; the file was "
+                              "edited or damaged, export it again")
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def check_record(record: dict[str, Any], tensors: dict[str, Tensor], path: Path) -> None:
+    """The header record and the tensor names against the layout in the module docstring, and every
+    floating-point tensor finite: a violation names the file and the field or tensor."""
+    _field(path, "'format_version'", record.get("format_version"), _positive_int(record.get("format_version")),
+           "an integer >= 1")
+    _field(path, "'timesteps'", record.get("timesteps"), _positive_int(record.get("timesteps")), "an integer >= 1")
+    _field(path, "'model'", record.get("model"), isinstance(record.get("model"), (str, type(None))),
+           "a model plugin name or null")
+    for key in ("model_options", "layers", "quantizers"):
+        _field(path, repr(key), record.get(key), isinstance(record.get(key), dict), "a table")
+    expected: set[str] = set()
+    for name, layer in record["layers"].items():
+        where = f"layers.{name}"
+        _field(path, where, layer, isinstance(layer, dict), "a table")
+        quantizer = layer.get("quantizer")
+        _field(path, f"{where}.quantizer", quantizer, isinstance(quantizer, str) and quantizer in record["quantizers"],
+               f"one of the recorded quantizers {sorted(record['quantizers'])}")
+        shape = layer.get("shape")
+        _field(path, f"{where}.shape", shape, isinstance(shape, list) and bool(shape)
+               and all(_positive_int(s) for s in shape), "a list of positive integers")
+        _field(path, f"{where}.timesteps", layer.get("timesteps"), layer.get("timesteps") == record["timesteps"],
+               f"the file's timesteps ({record['timesteps']})")
+        _field(path, f"{where}.meta", layer.get("meta"), isinstance(layer.get("meta", {}), dict), "a table")
+        for part in ("payload", "scales"):
+            names = layer.get(part)
+            _field(path, f"{where}.{part}", names, isinstance(names, list) and all(isinstance(k, str) for k in names),
+                   "a list of tensor names")
+            expected.update(f"q/{name}/{part}/{k}" for k in names)
+    stored = {k for k in tensors if not k.startswith("fp/")}
+    if stored != expected:
+        missing, extra = sorted(expected - stored), sorted(stored - expected)
+        raise CheckpointError(f"packed file {path}: tensor{'s' if len(missing + extra) > 1 else ''} "
+                              f"{', '.join(missing[:2] + extra[:2])} {'missing' if missing else 'not in the record'}"
+                              f"{' (+ more)' if len(missing + extra) > 2 else ''}; the file was edited or is "
+                              "truncated, export it again")
+    require_finite(tensors, f"packed file {path}", "the file was edited or the model had diverged; export it again",
+                   CheckpointError)
+
+
+def check_layer(quantizer: Quantizer, packed: PackedWeight, name: str, path: Path) -> None:
+    """`Quantizer.check_packed` on one layer read from `path`: a problem is a `CheckpointError` naming both."""
+    problem = quantizer.check_packed(packed)
+    if problem:
+        raise CheckpointError(f"packed file {path}: layer {name!r}: {problem}; the file was edited or damaged, "
+                              f"export it again")

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from tawq_core.errors import CheckpointError, ConfigError, TawqError
 from tawq_core.export.inference import FrozenQuantizer
-from tawq_core.export.packed_format import read_packed
+from tawq_core.export.packed_format import check_layer, read_packed
 from tawq_core.layers import is_quantized, quantized_layer_type
 from tawq_core.quantizer import PackedWeight, Quantizer
 
@@ -98,6 +98,7 @@ def load_packed(path: str | Path, model: nn.Module | None = None, device: torch.
             except TawqError as exc:
                 raise CheckpointError(f"{p} needs quantizer {qname!r} to unpack: {exc}") from None
         packed = _packed(name, layer, tensors)
+        check_layer(quantizers[qname], packed, name, p)
         effective = quantizers[qname].unpack(packed)
         _swap(model, name, layer, effective, FrozenQuantizer(quantizers[qname], effective, packed.timesteps, packed))
     state = {k[3:]: v for k, v in tensors.items() if k.startswith("fp/")}
