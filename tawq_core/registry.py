@@ -2,13 +2,17 @@
 
 Built-ins (the ``tawq`` distribution) are found through the same ``tawq`` entry-point group as any
 third-party plugin. Every entry point is imported and called on its own, so one broken plugin is
-recorded with its distribution name and error while every other plugin keeps working.
+recorded with its distribution name and error while every other plugin keeps working: any exception,
+SystemExit included, is caught there (`tawq_core.plugin_boundary`), and what plugin code prints while
+loading never reaches stdout. A name registered by two third-party plugins is refused for both (the
+winner must not depend on install order); a third party never shadows a built-in.
 """
 
 from __future__ import annotations
 
 import inspect
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -16,10 +20,9 @@ from typing import Any
 
 import pluggy
 
-from tawq_core import hookspecs
+from tawq_core import hookspecs, plugin_boundary
 from tawq_core.errors import ConfigError, PluginError, PluginNotFound
-
-BUILTIN_DISTRIBUTION = "tawq"
+from tawq_core.plugin_boundary import BUILTIN_DISTRIBUTION
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class PluginEntry:
     distribution: str
     version: str
     module: str
+    entry_point: str = ""
 
 
 @dataclass(frozen=True)
@@ -47,8 +51,13 @@ class PluginFailure:
         return f"plugin {self.entry_point!r} from distribution {self.distribution} {self.version}: {self.error}"
 
 
+def _normal(name: str) -> str:
+    """Distribution names compare as pip does: case-insensitive, runs of -_. alike (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _env_list(var: str) -> set[str]:
-    return {part.strip().lower() for part in os.environ.get(var, "").split(",") if part.strip()}
+    return {_normal(part.strip()) for part in os.environ.get(var, "").split(",") if part.strip()}
 
 
 def _dist_of(ep: EntryPoint) -> tuple[str, str]:
@@ -67,6 +76,8 @@ class Registry:
         self._entries: dict[str, dict[str, PluginEntry]] = {kind: {} for kind in hookspecs.KINDS}
         self.failures: list[PluginFailure] = []
         self.skipped: list[str] = []
+        self.unknown_selection: list[str] = []  # TAWQ_PLUGINS / TAWQ_DISABLE_PLUGINS names nothing has
+        self._refused: dict[str, dict[str, list[EntryPoint]]] = {kind: {} for kind in hookspecs.KINDS}
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
 
@@ -74,9 +85,14 @@ class Registry:
     def _selected_entry_points(self) -> list[EntryPoint]:
         eps = list(self._eps if self._eps is not None else entry_points(group=hookspecs.ENTRY_POINT_GROUP))
         only, blocked = _env_list("TAWQ_PLUGINS"), _env_list("TAWQ_DISABLE_PLUGINS")
+        known = {_normal(_dist_of(ep)[0]) for ep in eps}
+        for var, names in (("TAWQ_PLUGINS", only), ("TAWQ_DISABLE_PLUGINS", blocked)):
+            for name in sorted(names - known):
+                self.unknown_selection.append(f"{var} names {name!r}, but no installed distribution provides "
+                                              f"tawq plugins under that name (installed: {', '.join(sorted(known))})")
         chosen = []
         for ep in eps:
-            dist = _dist_of(ep)[0].lower()
+            dist = _normal(_dist_of(ep)[0])
             builtin = dist == BUILTIN_DISTRIBUTION
             if dist in blocked or (only and not builtin and dist not in only):
                 self.skipped.append(f"{ep.name} ({dist}): disabled by TAWQ_PLUGINS/TAWQ_DISABLE_PLUGINS")
@@ -92,11 +108,15 @@ class Registry:
         self.failures.append(PluginFailure(dist, version, ep.name, text))
 
     def _register_module(self, ep: EntryPoint) -> Any | None:
-        try:
-            module = ep.load()
-        except Exception as exc:  # any import-time error of a plugin must not take tawq down
-            self._fail(ep, exc)
-            return None
+        with plugin_boundary.loading() as output:
+            try:
+                module = ep.load()
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: B036 - any import-time error, sys.exit() included
+                self._fail(ep, plugin_boundary.load_failure(exc, output))
+                return None
+        plugin_boundary.forward_output(output)
         dist, _ = _dist_of(ep)
         plugin_name = f"{dist}:{ep.name}"
         if self.pm.is_registered(module):
@@ -127,6 +147,21 @@ class Registry:
                 self._call_hook(kind, impl.function, ep)
         return self
 
+    def _clash(self, kind: str, name: str, taken: PluginEntry, ep: EntryPoint) -> None:
+        """Two third-party plugins want one name: refuse both, whichever was installed first."""
+        dist = _dist_of(ep)[0]
+        if taken.distribution.lower() == BUILTIN_DISTRIBUTION:
+            self._fail(ep, f"{kind} name {name!r} is already registered by {taken.distribution} "
+                           f"({taken.module}); this registration was ignored")
+            return
+        self._refused[kind][name] = [ep]
+        del self._entries[kind][name]  # the first claimant loses its registration too
+        reason = (f"{kind} name {name!r} is registered by both entry point {taken.entry_point!r} of "
+                  f"{taken.distribution} and entry point {ep.name!r} of {dist}; both registrations were refused "
+                  "(rename one, or disable one distribution with TAWQ_DISABLE_PLUGINS)")
+        self.failures.append(PluginFailure(taken.distribution, taken.version, taken.entry_point, reason))
+        self._fail(ep, reason)
+
     def _call_hook(self, kind: str, hook: Callable[..., None], ep: EntryPoint) -> None:
         dist, version = _dist_of(ep)
 
@@ -137,16 +172,25 @@ class Registry:
                 raise PluginError(f"{kind} {name!r}: factory {factory!r} is not callable")
             taken = self._entries[kind].get(name)
             if taken is not None:
-                self._fail(ep, f"{kind} name {name!r} is already registered by {taken.distribution} "
-                               f"({taken.module}); this registration was ignored")
+                self._clash(kind, name, taken, ep)
+                return
+            if name in self._refused[kind]:
+                self._refused[kind][name].append(ep)
+                self._fail(ep, f"{kind} name {name!r} is claimed by several third-party plugins; "
+                               "this registration was refused too")
                 return
             module = getattr(factory, "__module__", ep.value)
-            self._entries[kind][name] = PluginEntry(kind, name, factory, dist, version, module)
+            self._entries[kind][name] = PluginEntry(kind, name, factory, dist, version, module, ep.name)
 
-        try:
-            hook(register=register)
-        except Exception as exc:
-            self._fail(ep, f"raised in {kind} hook: {type(exc).__name__}: {exc}")
+        with plugin_boundary.loading() as output:
+            try:
+                hook(register=register)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: B036 - sys.exit() in a hook must not end tawq either
+                self._fail(ep, f"raised in {kind} hook: {plugin_boundary.load_failure(exc, output)}")
+                return
+        plugin_boundary.forward_output(output)
 
     # -- look-ups --------------------------------------------------------------------------------
     def names(self, kind: str) -> list[str]:
@@ -204,6 +248,11 @@ def get_registry() -> Registry:
     if _default is None:
         _default = Registry()
     return _default.load()
+
+
+def loaded_registry() -> Registry | None:
+    """The process-wide registry if something has loaded it already (error reporting must not load it)."""
+    return _default
 
 
 def reset_registry() -> None:

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from tawq_core import ConfigError, Neuron, ShapeError, hookimpl
-from tawq_core.neuron import check_multistep
+from tawq_core.plugin import NeuronDynamics, check_multistep
 from tawq_plugins.neurons.dynamics import Dynamics, Leak, multistep
 from tawq_plugins.neurons.surrogate import get_surrogate
 
@@ -60,6 +60,12 @@ class _IntegrateFire(Neuron):
     def leak_constant(self) -> Leak:
         """k of the charge equation: None (IF), tau (LIF) or sigmoid(w) (PLIF)."""
         return None
+
+    def describe_dynamics(self) -> NeuronDynamics:
+        d, k = self.dynamics, self.leak_constant()
+        k = float(k.detach()) if isinstance(k, Tensor) else k
+        return NeuronDynamics(d.leak, k, d.decay_input, d.v_threshold, d.v_reset, d.detach_reset,
+                              d.surrogate.name, d.alpha, source=f"tawq:{self.kind}")
 
     def forward(self, x: Tensor) -> Tensor:
         check_multistep(x, f"neuron {self.kind!r}")

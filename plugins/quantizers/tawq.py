@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from tawq_core import hookimpl
-from tawq_core.quantizer import check_timesteps
+from tawq_core.plugin import check_timesteps
 from tawq_plugins.quantizers import _calcium_cpu
 from tawq_plugins.quantizers.calcium import CalciumQuantizer, standardize
 

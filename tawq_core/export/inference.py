@@ -19,7 +19,10 @@ import torch
 from torch import Tensor, nn
 
 from tawq_core.errors import ConfigError
+from tawq_core.export.errors import ExportError
 from tawq_core.export.neurons import InferenceNeuron, neuron_spec
+from tawq_core.neuron import Neuron
+from tawq_core.plugin_boundary import label
 from tawq_core.quantization import quantized_layers
 from tawq_core.quantizer import PackedWeight, Quantizer, QuantMode
 
@@ -100,6 +103,9 @@ def inference_form(model: nn.Module) -> nn.Module:
             spec = neuron_spec(child)
             if spec is not None:
                 setattr(parent, name, InferenceNeuron(spec))
+            elif isinstance(child, Neuron):
+                raise ExportError(f"{label(child, 'neuron')} cannot be expressed for NIR/ONNX export: its "
+                                  "describe_dynamics() returns None (see docs/plugins.md, neuron dynamics)")
             else:
                 _bypass_snntorch(child)
     for p in form.parameters():

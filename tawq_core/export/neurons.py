@@ -1,10 +1,10 @@
-"""Neurons in export form: one parameter record (`NeuronSpec`) and one plain-op module (`InferenceNeuron`).
+"""Neurons in export form: their dynamics (`NeuronDynamics`) and one plain-op module (`InferenceNeuron`).
 
 Training-time neurons run their time loop inside custom autograd Functions or write spikes into a
 preallocated tensor in place; the TorchScript tracer behind the ONNX exporter drops such writes
 silently (the exported graph returns zeros). Export therefore swaps every neuron it recognises for
 `InferenceNeuron`, the same equations written with out-of-place ops and ``torch.stack``, and the NIR
-exporter maps the same `NeuronSpec` to NIR LIF/IF nodes. Recognised: tawq neurons (`lif`, `if`, `plif`)
+exporter maps the same `NeuronDynamics` to NIR LIF/IF nodes. Recognised: tawq neurons (`lif`, `if`, `plif`)
 and spikingjelly's multi-step ``IFNode``/``LIFNode``/``ParametricLIFNode``, which share one set of
 equations (see tawq_plugins.neurons.dynamics):
 
@@ -15,57 +15,15 @@ equations (see tawq_plugins.neurons.dynamics):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
-from tawq_core.neuron import Neuron
+from tawq_core.neuron import Neuron, NeuronDynamics
 
-LEAKS = ("none", "div", "mul")
-
-
-@dataclass(frozen=True)
-class NeuronSpec:
-    """Everything a deployment target needs to run one layer of multi-step integrate-and-fire neurons."""
-
-    leak: str  # "none" (IF), "div" (k = tau) or "mul" (k = 1/tau)
-    k: float | None
-    decay_input: bool
-    v_threshold: float
-    v_reset: float | None  # None: soft reset (subtract the threshold)
-    source: str  # where the parameters came from, e.g. "tawq:lif" or "spikingjelly:LIFNode"
-
-    @property
-    def tau(self) -> float | None:
-        """The membrane time constant in steps; None without leak (IF)."""
-        if self.leak == "none":
-            return None
-        return float(self.k) if self.leak == "div" else 1.0 / float(self.k)
-
-    @property
-    def rest(self) -> float:
-        """Initial membrane and the v_r of the charge equation (0 for soft reset)."""
-        return 0.0 if self.v_reset is None else self.v_reset
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "tau": self.tau}
+NeuronSpec = NeuronDynamics  # the exporters' older name, until nir_export imports NeuronDynamics
 
 
-def _tawq_spec(module: Neuron) -> NeuronSpec | None:
-    dynamics = getattr(module, "dynamics", None)
-    leak_constant = getattr(module, "leak_constant", None)
-    if dynamics is None or leak_constant is None or getattr(dynamics, "leak", None) not in LEAKS:
-        return None
-    k = leak_constant()
-    k = float(k.detach()) if isinstance(k, Tensor) else (None if k is None else float(k))
-    return NeuronSpec(dynamics.leak, k, bool(dynamics.decay_input), float(dynamics.v_threshold),
-                      None if dynamics.v_reset is None else float(dynamics.v_reset),
-                      f"tawq:{getattr(module, 'kind', type(module).__name__.lower())}")
-
-
-def _spikingjelly_spec(module: nn.Module) -> NeuronSpec | None:
+def _spikingjelly_spec(module: nn.Module) -> NeuronDynamics | None:
     try:
         from spikingjelly.activation_based import neuron as sj_neuron
     except ImportError:
@@ -81,14 +39,20 @@ def _spikingjelly_spec(module: nn.Module) -> NeuronSpec | None:
     else:
         k, decay_input = float(torch.sigmoid(module.w.detach())), bool(module.decay_input)
     v_reset = None if module.v_reset is None else float(module.v_reset)
-    return NeuronSpec(leak, k, decay_input, float(module.v_threshold), v_reset,
-                      f"spikingjelly:{type(module).__name__}")
+    return NeuronDynamics(leak, k, decay_input, float(module.v_threshold), v_reset,
+                          detach_reset=bool(module.detach_reset), surrogate=type(module.surrogate_function).__name__,
+                          alpha=float(getattr(module.surrogate_function, "alpha", 1.0)),
+                          source=f"spikingjelly:{type(module).__name__}")
 
 
-def neuron_spec(module: nn.Module) -> NeuronSpec | None:
-    """The spec of a recognised multi-step neuron module, or None if `module` is not one."""
+def neuron_spec(module: nn.Module) -> NeuronDynamics | None:
+    """The dynamics of a recognised multi-step neuron module, or None if `module` is not one.
+
+    tawq neurons (built-in or plugin) describe themselves (`Neuron.describe_dynamics`); spikingjelly's
+    are read from their attributes.
+    """
     if isinstance(module, Neuron):
-        return _tawq_spec(module)
+        return module.describe_dynamics()
     if type(module).__module__.startswith("spikingjelly."):
         return _spikingjelly_spec(module)
     return None
@@ -97,7 +61,7 @@ def neuron_spec(module: nn.Module) -> NeuronSpec | None:
 class InferenceNeuron(nn.Module):
     """Multi-step neurons ``[T, B, ...] -> spikes`` in out-of-place ops only, so tracers record them."""
 
-    def __init__(self, spec: NeuronSpec):
+    def __init__(self, spec: NeuronDynamics):
         super().__init__()
         self.spec = spec
 

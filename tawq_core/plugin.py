@@ -1,0 +1,39 @@
+"""Helpers for plugin authors: the public, stable building blocks the built-in plugins use too.
+
+Why one module: a third-party quantizer that writes its own straight-through estimator as
+``w + (q - w).detach()`` silently breaks the bit-exact ``unpack(pack(w)) == weights(w)`` contract
+(``w + (q - w)`` is not ``q`` in floating point). Everything here is the one implementation tawq
+itself uses, re-exported from where it lives, so plugins and built-ins cannot drift apart:
+
+* quantizers: `straight_through` (STE that forwards exactly the quantized tensor), `check_timesteps`,
+  `fan_in_dims` (per-output-channel reductions), `float32_weights` (quantizer maths in float32);
+* packing: `pack_digits` / `unpack_digits` (base-K codes densely into bytes), `packed_size`,
+  `pack_patterns` / `unpack_patterns` (per-weight T-step patterns through a codebook);
+* neurons: `check_multistep` (time-major input check) and `NeuronDynamics` (the one description of a
+  neuron's dynamics, returned by `Neuron.describe_dynamics`, read by the NIR/ONNX exporters);
+* backends: `cpu_model_name`.
+
+The contract each kind must meet is in docs/plugins.md; `tawq_core.testing` checks it.
+"""
+
+from __future__ import annotations
+
+from tawq_core.hardware import cpu_model_name
+from tawq_core.neuron import NeuronDynamics, check_multistep
+from tawq_core.packing import pack_digits, pack_patterns, packed_size, unpack_digits, unpack_patterns
+from tawq_core.quantizer import check_timesteps, fan_in_dims, float32_weights, straight_through
+
+__all__ = [
+    "NeuronDynamics",
+    "check_multistep",
+    "check_timesteps",
+    "cpu_model_name",
+    "fan_in_dims",
+    "float32_weights",
+    "pack_digits",
+    "pack_patterns",
+    "packed_size",
+    "straight_through",
+    "unpack_digits",
+    "unpack_patterns",
+]
