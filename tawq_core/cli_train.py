@@ -88,6 +88,17 @@ def _quantize(model: torch.nn.Module, quantizer: Quantizer, timesteps: int) -> d
     return report.to_dict()
 
 
+def _teacher(path: Path, dataset_name: str, device: torch.device) -> torch.nn.Module:
+    """The distillation teacher, rebuilt from its checkpoint; one trained on another dataset is refused."""
+    from tawq_core.checkpoint import build_from_checkpoint
+
+    teacher, meta = build_from_checkpoint(path, device)
+    if meta.get("dataset") not in (None, dataset_name):
+        raise ConfigError(f"--distill-from {path}: the teacher was trained on {meta['dataset']!r}, not "
+                          f"{dataset_name!r}; distill from a model of the same dataset")
+    return teacher
+
+
 @click.command(name="train")
 @click.option("--model", "model_name", required=True, help="Model plugin (see `tawq plugins`).")
 @click.option("--dataset", "dataset_name", required=True, help="Dataset plugin, e.g. digits, mnist1d.")
@@ -106,6 +117,11 @@ def _quantize(model: torch.nn.Module, quantizer: Quantizer, timesteps: int) -> d
 @click.option("--eval-every", type=int, default=TrainConfig.eval_every, show_default=True,
               help="Evaluate every N epochs (0: only the final test evaluation).")
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
+@click.option("--distill-from", type=click.Path(path_type=Path), default=None, metavar="CHECKPOINT",
+              help="Distill from this trained model (a `tawq train` checkpoint or --out folder, same dataset).")
+@click.option("--distill-weight", type=float, default=TrainConfig.distill_weight, show_default=True,
+              help="Share of the distillation (KL) term in the loss; the rest is the label loss.")
+@click.option("--distill-temperature", type=float, default=TrainConfig.distill_temperature, show_default=True)
 @click.option("--backend", "backend_name", default="cpu", show_default=True, help="cpu, cuda, npu...")
 @click.option("--data-dir", default=None, help="Folder holding dataset files (file-backed datasets).")
 @click.option("--download", is_flag=True, help="Let the dataset download missing files.")
@@ -119,6 +135,7 @@ def _quantize(model: torch.nn.Module, quantizer: Quantizer, timesteps: int) -> d
 def train(model_name: str, dataset_name: str, quantizer_name: str | None, timesteps: int | None,
                   epochs: int, batch_size: int, lr: float, weight_decay: float, warmup_epochs: float,
                   label_smoothing: float, grad_clip: float | None, val_fraction: float, eval_every: int, seed: int,
+                  distill_from: Path | None, distill_weight: float, distill_temperature: float,
                   backend_name: str, data_dir: str | None, download: bool, neuron: str | None,
                   model_pairs: tuple[str, ...], dataset_pairs: tuple[str, ...], quantizer_pairs: tuple[str, ...],
                   neuron_pairs: tuple[str, ...], progress: bool | None, out: Path) -> None:
@@ -134,11 +151,15 @@ def train(model_name: str, dataset_name: str, quantizer_name: str | None, timest
     if neuron is not None:
         get_registry().entry("neuron", neuron)
     _prepare_out(out)
+    # before the (possibly slow) dataset load, like the names above
+    teacher = _teacher(distill_from, dataset_name, backend.device) if distill_from is not None else None
     splits = create("dataset", dataset_name, data_dir=data_dir, download=download, **dataset_options)
     T = _timesteps(splits, timesteps)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, grad_clip=grad_clip,
-                         seed=seed, timesteps=T, val_fraction=val_fraction, eval_every=eval_every)
+                         seed=seed, timesteps=T, val_fraction=val_fraction, eval_every=eval_every,
+                         distill=distill_from is not None, distill_weight=distill_weight,
+                         distill_temperature=distill_temperature)
 
     factory_options: dict[str, Any] = {"num_classes": splits.num_classes,
                                        "sample_shape": tuple(splits.sample_shape), **model_options}
@@ -154,7 +175,8 @@ def train(model_name: str, dataset_name: str, quantizer_name: str | None, timest
     resources.check_training_memory(model, splits.sample_shape, T, config.batch_size, backend.device,
                                     (splits.train, splits.test), log=lambda line: click.echo(line, err=True))
     with resources.out_of_memory_as_config_error(config.batch_size):
-        result = run_training(model, splits, config, backend.device, progress=progress, backend=backend)
+        result = run_training(model, splits, config, backend.device, progress=progress, backend=backend,
+                              teacher=teacher)
     accuracy, fp32_accuracy = result.test_accuracy, None
     device = next(model.parameters()).device
     if ptq:

@@ -164,7 +164,9 @@ class BenchConfig:
             if owned:
                 raise ConfigError(f"{section}.{owned[0]} is set by the bench itself; use the top-level "
                                   f"{'seeds' if owned[0] == 'seed' else 'timesteps'} instead")
-        self.train_config(self.seeds[0])  # validates both recipes now, not after the fp32 training
+        if self.train_config(self.seeds[0]).distill:  # validates both recipes now, not after fp32 training
+            raise ConfigError("train.distill: the fp32 reference has no teacher; distill belongs in [qat] "
+                              "(QAT rows distill from the fp32 model of the same seed)")
         self.quant_policy()
         self.train_config(self.seeds[0], qat=True)
         if isinstance(self.measure, Mapping):

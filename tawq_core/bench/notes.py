@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from tawq_core.bench.config import REFERENCE, BenchConfig
+from tawq_core.bench.forms import DEPLOYED, kernel_summary
 
 
 def _methods(records: list[dict[str, Any]], path: tuple[str, ...]) -> dict[str, str]:
@@ -29,9 +30,36 @@ def _per_backend(label: str, methods: dict[str, str]) -> list[str]:
     return [f"{label} on {backend}: {method}" for backend, method in methods.items()]
 
 
+def _form_label(record: dict[str, Any], form: dict[str, Any]) -> str:
+    name = form.get("form")
+    suffix = f" ({name})" if name and (record["quantizer"] == REFERENCE or name != DEPLOYED) else ""
+    return f"{record['quantizer']}{suffix}/{record['backend']}"
+
+
+def _deployed_notes(records: list[dict[str, Any]]) -> list[str]:
+    """Which kernels each row ran (layers per kernel) and how its form agreed with the model it came from."""
+    found: dict[str, str] = {}
+    for r in records:
+        for form in [r.get("deployed"), *(v.get("deployed") for v in r.get("variants", {}).values())]:
+            if not isinstance(form, dict):
+                continue
+            text = kernel_summary(form.get("kernels") or {})
+            agree = form.get("agreement")
+            if agree:
+                text += (f"; on the timed batch {agree['predictions_equal']}/{agree['samples']} predictions equal "
+                         f"the reference's, max logit difference {agree['max_rel_diff']:.1e} of max |logit|")
+            if form.get("note"):
+                text += f"; {form['note']}"
+            found.setdefault(_form_label(r, form), text)
+    return [f"kernels of {label}: {text}" for label, text in found.items()]
+
+
 def _recipe(cfg: BenchConfig, qat: bool) -> str:
     tc = cfg.train_config(cfg.seeds[0], qat=qat)
-    return f"{tc.epochs} epochs, batch {tc.batch_size}, AdamW lr {tc.lr:g}, weight decay {tc.weight_decay:g}"
+    distill = (f", distilled from the fp32 model of the same seed (KL weight {tc.distill_weight:g}, temperature "
+               f"{tc.distill_temperature:g})" if tc.distill else ", labels only (no distillation)" if qat else "")
+    return (f"{tc.epochs} epochs, batch {tc.batch_size}, AdamW lr {tc.lr:g}, weight decay {tc.weight_decay:g}, "
+            f"warm-up {tc.warmup_epochs:g} epoch(s){distill}")
 
 
 def notes(cfg: BenchConfig, records: list[dict[str, Any]], modes: dict[str, str]) -> list[str]:
@@ -48,7 +76,8 @@ def notes(cfg: BenchConfig, records: list[dict[str, Any]], modes: dict[str, str]
     if qat:
         how = ("fine-tuned from the trained fp32 model of the same seed" if cfg.qat_init == "fp32"
                else "trained from scratch on the same data, split and seed")
-        lines.append(f"QAT ({', '.join(qat)}): {how}, {_recipe(cfg, qat=True)} (qat_init = \"{cfg.qat_init}\")")
+        lines.append(f"QAT ({', '.join(qat)}): {how}, the same recipe for every QAT row: {_recipe(cfg, qat=True)} "
+                     f"(qat_init = \"{cfg.qat_init}\")")
     if ptq:
         lines.append(f"PTQ ({', '.join(ptq)}): the trained fp32 model of the same seed, quantized and calibrated "
                      f"on {m.calibration_batches} training batches, no retraining")
@@ -59,8 +88,12 @@ def notes(cfg: BenchConfig, records: list[dict[str, Any]], modes: dict[str, str]
               and r["latency"].get("method")}
     if timers:
         lines += _per_backend(
-            f"latency: one forward pass of a test batch of {m.batch_size} (T = {cfg.timesteps}); per sample = "
-            "per batch / batch size; throughput = batch size / median; measured with", timers)
+            "latency: one forward pass of the row's form (quantized rows: the deployed model of "
+            "`tawq_core.deploy`, packed weights on tawq's kernels; fp32: torch's dense eval, the reference, and "
+            f"`tawq_core.deploy.spike_driven`) at batch 1 and on a test batch of N = {m.batch_size} "
+            f"(T = {cfg.timesteps}); per sample = per batch / batch size; throughput = batch size / median; "
+            "measured with", timers)
+    lines += _deployed_notes(records)
     for label, path in (("energy est. conventional", ("energy", "conventional")),
                         ("energy est. exact ternary-aware", ("energy", "exact")),
                         ("energy measured", ("energy", "measured")), ("peak memory", ("memory",))):
@@ -68,8 +101,14 @@ def notes(cfg: BenchConfig, records: list[dict[str, Any]], modes: dict[str, str]
     lines += [
         "weights: packed bytes (codes + scales) of the quantized layers plus 4 bytes per remaining parameter "
         "and buffer; bits/weight: code bits per weight of the quantized layers (fp32: 32); compression: fp32 "
-        "model bytes / weights",
+        "model bytes / weights; resident weights: every tensor the timed form keeps reachable after a forward "
+        "(packed codes and side tables, fp32 stem, head, biases and norms; each storage once: "
+        "`tawq_core.deploy.resident_bytes`)",
         f"mean firing rate: spikes per neuron per timestep over {m.ops_batches} test batches",
+        "NeuroBench columns: NeuroBench 2.3.0's Footprint and SynapticOperations (Effective_ACs: pairs of a "
+        "non-zero spike and a non-zero weight; Effective_MACs: the same for non-binary inputs; per sample over "
+        f"all T, on the {m.ops_batches} test batches) counted bit-aware by tawq: quantized weights at their "
+        "packed size and with their zeros, per timestep (docs/bench.md, NeuroBench)",
         "train time: seconds to produce the model from its starting point (PTQ: calibration only; QAT "
         "fine-tuned from fp32: the fine-tuning only)",
     ]

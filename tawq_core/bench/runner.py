@@ -2,9 +2,11 @@
 
 fp32 is trained once per seed and reused: PTQ quantizers copy it, quantize and calibrate; QAT
 quantizers fine-tune a quantized copy of it (``qat_init = "fp32"``) or train from scratch with the
-same data, split and seed. Each finished model, stage and cell goes to the run's cache atomically
-the moment it is done, and results.json / matrix.* are rewritten after every cell, so an interrupted
-run leaves a consistent directory and the same command resumes where it stopped.
+same data, split and seed. Each finished model, stage and cell goes to the cache atomically the moment
+it is done, and results.json / matrix.* are rewritten after every cell, so an interrupted run leaves a
+consistent directory and the same command resumes where it stopped. The cache (``<out>/cache``) is
+shared by every run under the same --out, so a run that differs from an earlier one (one more
+quantizer, another backend) reuses whatever work the two have in common (see `keys`).
 """
 
 from __future__ import annotations
@@ -26,13 +28,17 @@ from tawq_core.bench import cells, keys
 from tawq_core.bench.config import REFERENCE, BenchConfig
 from tawq_core.bench.provenance import provenance
 from tawq_core.bench.report import RESULTS_FORMAT, write_outputs
-from tawq_core.bench.store import RunStore
+from tawq_core.bench.store import CACHE_DIR, RunStore
 from tawq_core.data import DatasetSplits, Encoding
 from tawq_core.errors import BackendUnavailable, CheckpointError, ConfigError
 from tawq_core.registry import check_options, create, get_registry
 from tawq_core.training import seed_everything, train
 
 Log = Callable[[str], None]
+#: What a cache entry must hold to be used; anything less (a hand-edited or foreign file) is recomputed.
+MODEL_FIELDS = ("time_s", "epochs", "trained_on")
+STAGE_FIELDS = ("seed", "quantizer", "mode", "top1", "train", "quantized_layers", "neurobench")
+CELL_FIELDS = (*STAGE_FIELDS, "backend", "status", "latency", "memory", "energy", "hardware")
 
 
 @dataclass
@@ -50,7 +56,7 @@ class Runner:
         self.cfg, self.force, self.progress = cfg, force, progress
         self._log = log
         self.run_dir = Path(out_root) / cfg.run_id
-        self.store = RunStore(self.run_dir, writer=distributed.is_main_process())
+        self.store = RunStore(self.run_dir, Path(out_root) / CACHE_DIR, writer=distributed.is_main_process())
         self._check_names()
         self.quantizer_modes = {q: cells.new_quantizer(cfg, q).mode.value for q in cfg.quantizers}
         self.backends, self.unavailable = self._resolve_backends()
@@ -60,6 +66,7 @@ class Runner:
         self.computed: list[str] = []
         self.cached: list[str] = []
         self.records: dict[str, dict[str, Any]] = {}
+        self._hardware: dict[str, dict[str, str]] = {}
 
     def log(self, line: str) -> None:
         if self._log is not None and distributed.is_main_process():
@@ -137,7 +144,7 @@ class Runner:
 
     def _trained(self, key: str, seed: int, quantizer: str, qat: bool) -> tuple[nn.Module, dict[str, Any]]:
         path = self.store.checkpoint_path("models", key)
-        info = None if self.force else self.store.get("models", key)
+        info = None if self.force else self.store.get("models", key, required=MODEL_FIELDS)
         if info is not None and path.is_file():
             model, report = self._start(seed, quantizer, qat, resume=True)
             try:
@@ -157,7 +164,8 @@ class Runner:
                                         max(1, tc.batch_size // distributed.world_size()), device,
                                         (splits.train, splits.test), log=self.log, amp=amp)
         with resources.out_of_memory_as_config_error(tc.batch_size):
-            result = train(model, splits, tc, device=device, progress=self.progress, backend=self.train_backend)
+            result = train(model, splits, tc, device=device, progress=self.progress, backend=self.train_backend,
+                           teacher=self.model_for(seed, REFERENCE)[0] if tc.distill else None)
         info = {"time_s": result.train_seconds, "epochs": tc.epochs, "steps": result.steps,
                 "trained_on": self.train_backend.name, "world_size": result.world_size,
                 "init": None if not qat else self.cfg.qat_init, "final_train_loss": result.history[-1].train_loss}
@@ -182,8 +190,8 @@ class Runner:
         """Accuracy, storage and energy estimates of one model: independent of the backend."""
         mode = self.quantizer_modes[quantizer]
         key = keys.stage_key(self.cfg, seed, quantizer, mode)
-        cached = None if self.force else self.store.get("stages", key)
-        if cached is not None:
+        cached = None if self.force else self.store.get("stages", key, required=STAGE_FIELDS)
+        if cached is not None and (cached["seed"], cached["quantizer"]) == (seed, quantizer):
             return cached
         model, info = self.model_for(seed, quantizer)
         self.log(f"seed {seed} · {quantizer}: evaluating")
@@ -199,32 +207,40 @@ class Runner:
         if self.store.writer:  # the rest is bookkeeping only rank 0 needs
             record["storage"] = cells.storage(model, self.cfg)
             record["ops"], record["energy"] = cells.estimates(model, self.cfg, self.splits, device)
+            record["neurobench"] = cells.neurobench(model, self.cfg, self.splits, device)
             self.store.put("stages", key, record)
         return record
 
     def cell(self, seed: int, quantizer: str, backend: Backend, stage: dict[str, Any], prov: dict) -> None:
         label = f"{seed}/{quantizer}/{backend.name}"
         mode = self.quantizer_modes[quantizer]
-        key = keys.cell_key(self.cfg, seed, quantizer, mode, backend.name)
-        base = {**stage, "backend": backend.name, "cell_key": key, "config_hash": self.cfg.config_hash,
-                "run_id": self.cfg.run_id}
+        key = keys.cell_key(self.cfg, seed, quantizer, mode, backend.name, self.hardware(backend))
+        run = {"config_hash": self.cfg.config_hash, "run_id": self.cfg.run_id}  # this run's, even for cached cells
+        base = {**stage, "backend": backend.name, "cell_key": key, **run}
         if backend.name in self.unavailable:  # never cached: the hardware may appear later
             self.records[key] = {**base, "status": "unavailable", "reason": self.unavailable[backend.name],
                                  "hardware": {"backend": backend.name}, "provenance": prov}
             return
-        cached = None if self.force else self.store.get("cells", key)
-        if cached is not None:
-            self.records[key] = cached
+        cached = None if self.force else self.store.get("cells", key, required=CELL_FIELDS)
+        if cached is not None and (cached["seed"], cached["quantizer"], cached["backend"]) == \
+                (seed, quantizer, backend.name):
+            self.records[key] = {**cached, **run}
             self.cached.append(label)
             return
         model, _ = self.model_for(seed, quantizer)
         self.log(f"seed {seed} · {quantizer}: measuring on {backend.name}")
         measured = cells.measure(model, self.cfg, self.splits, backend)
-        record = {**base, **measured, "status": "ok", "hardware": backend.describe(), "provenance": prov}
+        record = {**base, **measured, "status": "ok", "hardware": self.hardware(backend), "provenance": prov}
         record["energy"] = {**stage.get("energy", {}), **measured.get("energy", {})}
         self.store.put("cells", key, record)
         self.records[key] = record
         self.computed.append(label)
+
+    def hardware(self, backend: Backend) -> dict[str, str]:
+        """`backend.describe()`, asked once per run (it may query a driver)."""
+        if backend.name not in self._hardware:
+            self._hardware[backend.name] = backend.describe()
+        return self._hardware[backend.name]
 
     # -- the run ---------------------------------------------------------------------------------
     def run(self) -> BenchResult:

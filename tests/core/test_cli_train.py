@@ -78,3 +78,18 @@ def test_unwritable_output_is_exit_2(tmp_path, capsys):
     blocker.write_text("")
     assert run("--model", "mlp", *FAST, "--out", str(blocker / "sub")) == 2
     assert "cannot create output folder" in capsys.readouterr().err
+
+
+def test_distill_from_a_checkpoint_records_the_recipe_and_refuses_another_dataset(tmp_path, capsys):
+    teacher = tmp_path / "teacher"
+    assert run("--model", "mlp", "--model-option", "hidden=[48]", *FAST, "--out", str(teacher)) == 0
+    student = tmp_path / "student"
+    assert run("--model", "mlp", "--model-option", "hidden=[48]", "--quantizer", "tawq", *FAST,
+               "--distill-from", str(teacher), "--distill-weight", "0.6", "--out", str(student)) == 0
+    recipe = json.loads((student / "summary.json").read_text())["train"]
+    assert (recipe["distill"], recipe["distill_weight"], recipe["distill_temperature"]) == (True, 0.6, 2.0)
+    capsys.readouterr()
+    args = ("--model", "mlp", "--dataset", "mnist1d", "--epochs", "1", "--distill-from", str(teacher),
+            "--out", str(tmp_path / "x"), "--no-progress")
+    assert run(*args) == 2
+    assert "teacher was trained on 'digits', not 'mnist1d'" in capsys.readouterr().err

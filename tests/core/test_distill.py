@@ -6,13 +6,12 @@ import copy
 
 import pytest
 import torch
+from test_training import FAST, fresh_model, toy_splits
 from torch import nn
 
 from tawq_core import ConfigError, TrainConfig, quantize
 from tawq_core.distill import DistillationLoss
 from tawq_core.training import train
-
-from test_training import FAST, fresh_model, toy_splits
 
 
 @pytest.fixture(scope="module")
