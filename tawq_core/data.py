@@ -41,6 +41,22 @@ class DatasetSplits:
         if self.encoding is Encoding.TEMPORAL and not self.timesteps:
             raise ConfigError(f"dataset {self.name!r}: temporal datasets must state their timesteps")
 
+    def model_options(self, options: dict[str, Any], flag: str) -> dict[str, Any]:
+        """`options` plus the ``num_classes`` and ``sample_shape`` a model needs for this dataset.
+
+        Those two are facts of the data, not choices: a different value given in `options` (through
+        `flag`, e.g. ``--model-option num_classes=3``) would build a model whose head or input does not
+        fit, and is refused in one line; the same value is accepted."""
+        facts = {"num_classes": self.num_classes, "sample_shape": tuple(self.sample_shape)}
+        for key, value in facts.items():
+            given = options.get(key)
+            if key in options and (list(given) if isinstance(given, (list, tuple)) else given) != (
+                    list(value) if isinstance(value, tuple) else value):
+                raise ConfigError(f"{flag} {key}={given!r} contradicts dataset {self.name!r}, which has "
+                                  f"{key.replace('_', ' ')} {value!r}; tawq sets it from the dataset, drop the "
+                                  "option (or pick another dataset)")
+        return {**options, **facts}
+
 
 def encode_batch(x: Tensor, encoding: Encoding, timesteps: int) -> Tensor:
     """Batch-major loader output -> time-major model input ``[T, B, ...]``."""

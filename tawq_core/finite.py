@@ -30,11 +30,14 @@ def nonfinite_names(tensors: Mapping[str, Tensor] | Iterable[tuple[str, Tensor]]
             if isinstance(t, Tensor) and _is_float(t) and t.numel() and not bool(torch.isfinite(t).all())]
 
 
+def counts(t: Tensor) -> str:
+    """``3 NaN, 0 inf of 1,024 values``."""
+    return f"{int(torch.isnan(t).sum()):,} NaN, {int(torch.isinf(t).sum()):,} inf of {t.numel():,} values"
+
+
 def describe(name: str, t: Tensor) -> str:
     """``'body.0.weight' (3 NaN, 0 inf of 1,024 values)``: enough to find the bad entry."""
-    nan = int(torch.isnan(t).sum())
-    inf = int(torch.isinf(t).sum())
-    return f"{name!r} ({nan:,} NaN, {inf:,} inf of {t.numel():,} values)"
+    return f"{name!r} ({counts(t)})"
 
 
 def require_finite(tensors: Mapping[str, Tensor], where: str, todo: str,

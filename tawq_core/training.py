@@ -29,6 +29,8 @@ from tawq_core.data import DatasetSplits, Encoding, encode_batch
 from tawq_core.distill import DistillationLoss, check_teacher, teacher_logits
 from tawq_core.errors import ConfigError, ShapeError, TrainingDiverged
 from tawq_core.progress import progress_bar
+from tawq_core.train_guard import WeightWatch, check_batch
+from tawq_core.train_resume import ResumeFile, TrainingState
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
@@ -254,6 +256,9 @@ def _train_and_eval_sets(splits: DatasetSplits, config: TrainConfig) -> tuple[Da
     if config.val_fraction == 0:
         return splits.train, splits.test, "test"
     n_val = max(1, round(len(splits.train) * config.val_fraction))
+    if n_val >= len(splits.train):
+        raise ConfigError(f"val_fraction {config.val_fraction:g} holds out {n_val} of the {len(splits.train)} "
+                          "training samples, leaving none to train on; use a smaller val_fraction (--val-fraction)")
     generator = torch.Generator().manual_seed(config.seed)
     train_part, val_part = random_split(splits.train, [len(splits.train) - n_val, n_val], generator=generator)
     return train_part, val_part, "validation"
@@ -269,14 +274,17 @@ def _diverged(loss: float, epoch: int, step: int, steps: int, config: TrainConfi
 
 def train(model: nn.Module, splits: DatasetSplits, config: TrainConfig, device: torch.device | str = "cpu",
           progress: bool | None = None, on_epoch: Callable[[EpochRecord], None] | None = None,
-          backend: object | None = None, teacher: nn.Module | None = None) -> TrainResult:
+          backend: object | None = None, teacher: nn.Module | None = None,
+          resume: ResumeFile | None = None) -> TrainResult:
     """Train `model` in place on ``splits.train`` and return accuracy, history and timing.
 
     `device` is where training runs; under torchrun an index-less accelerator becomes each rank's own
     card, and `backend` (a `tawq_core.Backend`) names the collective library. `on_epoch` is called on
     every rank after each epoch (guard file writes with `distributed.is_main_process()`). The model
     keeps its final weights and the train/eval mode it came in with. `teacher` (with ``config.distill``)
-    is the frozen model distilled from: held in eval mode on `device`, never given gradients.
+    is the frozen model distilled from: held in eval mode on `device`, never given gradients. `resume`
+    saves the state after each epoch and continues a saved run (`tawq_core.train_resume`); NaN/inf in a
+    batch or in the weights stops training naming the sample or weight (`tawq_core.train_guard`).
     """
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -293,8 +301,9 @@ def train(model: nn.Module, splits: DatasetSplits, config: TrainConfig, device: 
     )
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
-        raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(train_set)} training samples; "
-                          "use a smaller batch")
+        held = f" left after val_fraction {config.val_fraction:g}" if eval_split == "validation" else ""
+        raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(train_set)} training samples{held}; "
+                          f"use a smaller batch{' or val_fraction' if held else ''}")
     was_training = model.training
     model.to(device).train()
     net = distributed.wrap_model(model, ctx, device)
@@ -309,15 +318,19 @@ def train(model: nn.Module, splits: DatasetSplits, config: TrainConfig, device: 
     use_amp = _amp_enabled(config.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
 
-    history: list[EpochRecord] = []
-    started = time.perf_counter()
-    epochs_bar = progress_bar(range(1, config.epochs + 1), enabled=progress, desc="train", unit="epoch")
+    start = resume.restore(model, optimizer, scheduler, scaler, loader.generator) if resume else TrainingState()
+    history = [EpochRecord(**record) for record in start.history]
+    watch = WeightWatch(model, device)
+    started = time.perf_counter() - start.seconds
+    epochs_bar = progress_bar(range(start.next_epoch, config.epochs + 1), enabled=progress, desc="train",
+                              unit="epoch")
     for epoch in epochs_bar:
         epoch_start = time.perf_counter()
         sampler.set_epoch(epoch)
         sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss*n, correct, n
         steps_bar = progress_bar(loader, enabled=progress, desc=f"epoch {epoch}", leave=False, unit="step")
         for step, (x, y) in enumerate(steps_bar, start=1):
+            check_batch(x, sampler, step, loader.batch_size, train_set, splits.name)
             x = x.to(device, non_blocking=True)
             y = torch.as_tensor(y).to(device, non_blocking=True).long()
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
@@ -335,6 +348,7 @@ def train(model: nn.Module, splits: DatasetSplits, config: TrainConfig, device: 
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
+            watch.after_step(step, epoch, config.epochs, end_of_epoch=step == steps_per_epoch)
             n = y.numel()
             sums += torch.stack([loss.detach().double() * n, (logits.argmax(1) == y).sum().double(),
                                  torch.tensor(float(n), dtype=torch.float64, device=device)])
@@ -351,6 +365,9 @@ def train(model: nn.Module, splits: DatasetSplits, config: TrainConfig, device: 
                                **({eval_split[:4]: f"{eval_acc:.3f}"} if eval_acc is not None else {}))
         if on_epoch is not None:
             on_epoch(record)
+        if resume is not None:
+            resume.save(epoch, model, optimizer, scheduler, scaler, loader.generator,
+                        [asdict(r) for r in history], time.perf_counter() - started)
     train_seconds = time.perf_counter() - started
     epochs_bar.close()
 
