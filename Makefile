@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch==2.13.0 is pinned in pyproject.toml; pip takes the local CPU wheel.
 	$(PY) -m pip install --quiet -e '.[dev]'
-	# spikingjelly and snntorch: dev-only comparison/interop targets; --no-deps keeps the pinned torch.
-	$(PY) -m pip install --quiet --no-deps spikingjelly loguru snntorch
+	# spikingjelly, snntorch, neurobench: dev-only comparison/interop targets; --no-deps keeps the pinned
+	# torch (neurobench declares torchaudio, which would replace it; its metrics need only snntorch and tqdm).
+	$(PY) -m pip install --quiet --no-deps spikingjelly loguru snntorch neurobench==2.3.0
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -52,5 +52,9 @@ class TrainingDiverged(TawqError):
     """The loss became NaN or infinite; the message names the epoch and step."""
 
 
+class MissingDependency(TawqError):
+    """An optional package a feature needs is not installed; the message gives the install command."""
+
+
 class CheckpointError(TawqError):
     """A checkpoint is corrupt, belongs to another model, or is in an unsafe (pickle) format."""

@@ -68,6 +68,9 @@ SEED_STATS: dict[str, tuple[str, bool]] = {
     "bits_per_weight": ("storage.bits_per_weight", False),
     "compression": ("storage.compression", False),
     "params_quantized": ("storage.params_quantized", False),
+    "nb_footprint_b": ("neurobench.Footprint", False),
+    "nb_effective_acs": ("neurobench.SynapticOperations.Effective_ACs", False),
+    "nb_effective_macs": ("neurobench.SynapticOperations.Effective_MACs", False),
     "train_time_s": ("train.time_s", False),
 }
 #: fields whose absence is explained with a reason in the matrix

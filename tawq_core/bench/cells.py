@@ -123,6 +123,15 @@ def estimates(model: nn.Module, cfg: BenchConfig, splits: DatasetSplits,
                  "energy_model": energy["energy_model"]}
 
 
+def neurobench(model: nn.Module, cfg: BenchConfig, splits: DatasetSplits, device: torch.device) -> dict[str, Any]:
+    """NeuroBench's Footprint, ConnectionSparsity, ActivationSparsity and SynapticOperations under its own key
+    names, bit-aware (`tawq_core.interop.neurobench_counts`), on the same test batches as the op counts."""
+    from tawq_core.interop.neurobench_counts import neurobench_metrics
+
+    inputs = model_inputs(cfg, splits, splits.test, cfg.measure.batch_size, cfg.measure.ops_batches, device)
+    return neurobench_metrics(model.to(device), inputs)
+
+
 def _per_sample(m: Measurement, samples: int = 1) -> dict[str, Any]:
     """A `Measurement` as a dict, its value divided down to one sample, unit "J/sample"."""
     record = m.to_dict()
