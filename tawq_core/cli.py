@@ -39,7 +39,7 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            raise Interrupted("interrupted: everything finished so far is saved") from None
+            raise Interrupted("interrupted (tawq writes files atomically: none was left half-written)") from None
 
 
 def _version() -> str:
