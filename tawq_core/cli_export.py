@@ -34,9 +34,11 @@ def _summary(data: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON.")
 def export(checkpoint: Path, fmt: str, out: Path, batch_size: int, no_verify: bool, as_json: bool) -> None:
     """Export a checkpoint (a `tawq train --out` folder or its .safetensors file) to ONNX, NIR or packed tawq."""
-    from tawq_core.checkpoint import _model_options, build_from_checkpoint
+    from tawq_core.checkpoint import _model_options, _resolve, build_from_checkpoint
     from tawq_core.export import export as export_model
+    from tawq_core.overwrite import refuse_overwrite
 
+    refuse_overwrite(out, [checkpoint, _resolve(checkpoint)], "--out")
     model, meta = build_from_checkpoint(checkpoint)
     options = _model_options(meta)
     report = export_model(model.eval(), fmt, out, timesteps=meta.get("timesteps"),

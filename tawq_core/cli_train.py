@@ -4,7 +4,9 @@ QAT quantizers (and fp32) swap the layers before training, so the network learns
 weights; PTQ quantizers are applied to the trained fp32 network and calibrated on training batches.
 The output folder gets ``model.safetensors`` (loadable with `tawq_core.build_from_checkpoint`) and
 ``summary.json`` (accuracy, time, recipe, versions), both written atomically and only by rank 0 under
-torchrun.
+torchrun. While training, ``resume.safetensors`` holds the state after the last finished epoch: an
+interrupted run (Ctrl-C, a killed process) continues from it when the same command runs again, and a
+finished run removes it.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from tawq_core import distributed, resources
-from tawq_core.checkpoint import WEIGHTS_NAME, save_checkpoint, write_json
+from tawq_core.checkpoint import WEIGHTS_NAME, _resolve, save_checkpoint, write_json
 from tawq_core.data import DatasetSplits, Encoding, encode_batch
-from tawq_core.errors import ConfigError
+from tawq_core.errors import ConfigError, Interrupted
+from tawq_core.overwrite import refuse_overwrite
 from tawq_core.quantizer import Quantizer, QuantMode
 from tawq_core.registry import create, get_registry
+from tawq_core.train_resume import RESUME_NAME, ResumeFile
 from tawq_core.training import TrainConfig, evaluate, seed_everything
 from tawq_core.training import train as run_training
 
@@ -99,6 +103,13 @@ def _teacher(path: Path, dataset_name: str, device: torch.device) -> torch.nn.Mo
     return teacher
 
 
+def _interrupted(resume: ResumeFile, epochs: int) -> str:
+    if resume.saved_epoch:
+        return (f"interrupted: epoch {resume.saved_epoch}/{epochs} is saved in {resume.path}; re-run the same "
+                "command to resume from it")
+    return "interrupted before the first epoch finished: nothing was saved; re-run the same command to start again"
+
+
 @click.command(name="train")
 @click.option("--model", "model_name", required=True, help="Model plugin (see `tawq plugins`).")
 @click.option("--dataset", "dataset_name", required=True, help="Dataset plugin, e.g. digits, mnist1d.")
@@ -152,6 +163,8 @@ def train(model_name: str, dataset_name: str, quantizer_name: str | None, timest
         get_registry().entry("neuron", neuron)
     _prepare_out(out)
     # before the (possibly slow) dataset load, like the names above
+    if distill_from is not None:  # the teacher is read, then OUT/model.safetensors written: never one file
+        refuse_overwrite(out / WEIGHTS_NAME, [distill_from, _resolve(distill_from)], "--out")
     teacher = _teacher(distill_from, dataset_name, backend.device) if distill_from is not None else None
     splits = create("dataset", dataset_name, data_dir=data_dir, download=download, **dataset_options)
     T = _timesteps(splits, timesteps)
@@ -161,8 +174,7 @@ def train(model_name: str, dataset_name: str, quantizer_name: str | None, timest
                          distill=distill_from is not None, distill_weight=distill_weight,
                          distill_temperature=distill_temperature)
 
-    factory_options: dict[str, Any] = {"num_classes": splits.num_classes,
-                                       "sample_shape": tuple(splits.sample_shape), **model_options}
+    factory_options = splits.model_options(model_options, "--model-option")
     if neuron is not None:
         factory_options["neuron"] = neuron
     if neuron_options:
@@ -174,16 +186,24 @@ def train(model_name: str, dataset_name: str, quantizer_name: str | None, timest
 
     resources.check_training_memory(model, splits.sample_shape, T, config.batch_size, backend.device,
                                     (splits.train, splits.test), log=lambda line: click.echo(line, err=True))
-    with resources.out_of_memory_as_config_error(config.batch_size):
-        result = run_training(model, splits, config, backend.device, progress=progress, backend=backend,
-                              teacher=teacher)
-    accuracy, fp32_accuracy = result.test_accuracy, None
-    device = next(model.parameters()).device
-    if ptq:
-        fp32_accuracy = accuracy
-        report = _quantize(model, quantizer, T)
-        _calibrate(model, splits, T, config.batch_size, device)
-        accuracy = evaluate(model, splits.test, splits, T, device, config.eval_batch_size)
+    resume = ResumeFile(out / RESUME_NAME, {
+        "model": model_name, "model_options": factory_options, "dataset": dataset_name,
+        "dataset_options": dataset_options, "quantizer": quantizer_name, "quantizer_options": quantizer_options,
+        "train": config.to_dict(), "distill_from": str(distill_from) if distill_from else None,
+    }, writer=distributed.is_main_process())
+    try:
+        with resources.out_of_memory_as_config_error(config.batch_size):
+            result = run_training(model, splits, config, backend.device, progress=progress, backend=backend,
+                                  teacher=teacher, resume=resume)
+        accuracy, fp32_accuracy = result.test_accuracy, None
+        device = next(model.parameters()).device
+        if ptq:
+            fp32_accuracy = accuracy
+            report = _quantize(model, quantizer, T)
+            _calibrate(model, splits, T, config.batch_size, device)
+            accuracy = evaluate(model, splits.test, splits, T, device, config.eval_batch_size)
+    except KeyboardInterrupt:
+        raise Interrupted(_interrupted(resume, config.epochs)) from None  # exit code 130
     if not distributed.is_main_process():
         return
 
@@ -209,6 +229,7 @@ def train(model_name: str, dataset_name: str, quantizer_name: str | None, timest
         "options": click.get_current_context().params, "checkpoint": checkpoint.name,
     }
     write_json(out / "summary.json", summary)
+    resume.clear()  # the checkpoint and summary hold the finished run
     click.echo(f"{model_name} on {dataset_name}{f' with {quantizer_name}' if quantizer_name else ''}: "
                f"test accuracy {100 * accuracy:.2f} % (T={T}, {config.epochs} epochs, "
                f"{result.train_seconds:.1f} s); wrote {checkpoint} and {out / 'summary.json'}")

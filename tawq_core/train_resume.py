@@ -57,6 +57,8 @@ class ResumeFile:
         self.path = Path(path)
         self.fingerprint = json.loads(_canonical(fingerprint))
         self.writer = writer
+        #: the last epoch on disk (0: none yet), for the Ctrl-C message
+        self.saved_epoch = 0
 
     # -- saving ----------------------------------------------------------------------------------
     def save(self, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
@@ -92,6 +94,7 @@ class ResumeFile:
         }
         with atomic_path(self.path) as tmp:
             save_file(tensors, str(tmp), metadata={META_KEY: _canonical(record)})
+        self.saved_epoch = epoch
 
     def clear(self) -> None:
         """The run finished: its final checkpoint replaces the per-epoch state."""
@@ -147,4 +150,5 @@ class ResumeFile:
         cuda = sorted(k for k in tensors if k.startswith("rng/cuda/"))
         if cuda and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([tensors[k] for k in cuda])
+        self.saved_epoch = record["epoch"]
         return TrainingState(record["epoch"] + 1, list(record["history"]), float(record["seconds"]))
