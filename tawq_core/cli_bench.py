@@ -43,6 +43,8 @@ def bench(preset: str | None, quantizers: str | None, backends: str | None, mode
     recomputes nothing that had finished; Ctrl-C keeps everything finished so far.
     """
     from tawq_core.bench import Runner, load_preset
+    from tawq_core.bench.report import RESULTS
+    from tawq_core.overwrite import refuse_overwrite
 
     config = load_preset(preset or DEFAULT_PRESET).with_overrides(
         quantizers=_csv(quantizers), backends=_csv(backends), model=model, dataset=dataset,
@@ -51,12 +53,18 @@ def bench(preset: str | None, quantizers: str | None, backends: str | None, mode
     )
     log = None if quiet else (lambda line: click.echo(line, err=True))
     runner = Runner(config, Path(out_dir), force=force, log=log, progress=False if quiet else None)
+    if preset and Path(preset).is_file():  # a preset kept inside the run folder must not be overwritten
+        for name in ("config.json", RESULTS, "matrix.md", "matrix.csv"):
+            refuse_overwrite(runner.run_dir / name, [preset], "--out")
     try:
         result = runner.run()
     except KeyboardInterrupt:
         from tawq_core.errors import Interrupted
 
+        if not runner.computed:
+            raise Interrupted("interrupted before a cell finished in this run; nothing new was saved; re-run the "
+                              "same command to resume") from None  # exit code 130
         raise Interrupted(f"interrupted: {len(runner.computed)} cell(s) finished in this run are saved under "
-                          f"{runner.run_dir}; re-run the same command to resume") from None  # exit code 130
+                          f"{runner.run_dir}; re-run the same command to resume") from None
     if result.markdown:
         click.echo(result.markdown, nl=False)

@@ -26,6 +26,7 @@ from tawq_core import checkpoint, distributed, resources
 from tawq_core.backend import Backend
 from tawq_core.bench import cells, keys
 from tawq_core.bench.config import REFERENCE, BenchConfig
+from tawq_core.bench.leftovers import removed_if_unused
 from tawq_core.bench.provenance import provenance
 from tawq_core.bench.report import RESULTS_FORMAT, write_outputs
 from tawq_core.bench.store import CACHE_DIR, RunStore
@@ -244,6 +245,13 @@ class Runner:
 
     # -- the run ---------------------------------------------------------------------------------
     def run(self) -> BenchResult:
+        """Run or resume the bench; one that fails before finishing anything leaves no empty folders."""
+        if not self.store.writer:
+            return self._run()
+        with removed_if_unused(self.run_dir.parent, self.run_dir, self.store.cache):
+            return self._run()
+
+    def _run(self) -> BenchResult:
         cfg = self.cfg
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
