@@ -28,8 +28,8 @@ FP32_BYTES = 4
 
 
 def build_model(cfg: BenchConfig, splits: DatasetSplits) -> nn.Module:
-    return create("model", cfg.model, num_classes=splits.num_classes, sample_shape=tuple(splits.sample_shape),
-                  neuron=cfg.neuron, neuron_options=cfg.neuron_options or None, **cfg.model_options)
+    return create("model", cfg.model, neuron=cfg.neuron, neuron_options=cfg.neuron_options or None,
+                  **splits.model_options(cfg.model_options, "model_options:"))
 
 
 def new_quantizer(cfg: BenchConfig, name: str) -> Quantizer:
