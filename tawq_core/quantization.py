@@ -50,12 +50,18 @@ class QuantPolicy:
     skip_roles: roles kept in full precision (default stem and head). unmarked: the rule for models
     without marks. include: if given, only layers whose qualified name matches one of these globs are
     candidates. exclude: globs of names never quantized. Globs match `named_modules` names ("blocks.*").
+    layer_quantizers: per-layer mixed precision, ``{glob: quantizer}`` (a registered name or an instance;
+    a dict or a sequence of pairs, first matching glob wins): the layers the policy quantizes and a glob
+    matches get that quantizer instead of the one passed to `quantize`, e.g. ``{"stages.0.*": "ptq8"}``
+    keeps the first stage at 8 bits and the rest at 1.58. It never changes *which* layers are quantized,
+    and a glob that matches none of them is an error, not a silent no-op.
     """
 
     skip_roles: frozenset[LayerRole] = frozenset({LayerRole.STEM, LayerRole.HEAD})
     unmarked: UnmarkedRule = UnmarkedRule.SKIP_FIRST_LAST
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    layer_quantizers: tuple[tuple[str, Quantizer | str], ...] = ()
 
     def __post_init__(self) -> None:
         try:
@@ -72,6 +78,22 @@ class QuantPolicy:
             object.__setattr__(self, label, tuple(globs))
         object.__setattr__(self, "skip_roles", roles)
         object.__setattr__(self, "unmarked", unmarked)
+        object.__setattr__(self, "layer_quantizers", _layer_quantizers(self.layer_quantizers))
+
+    def quantizer_for(self, name: str) -> tuple[str, Quantizer | str] | None:
+        """The first (glob, quantizer) of `layer_quantizers` that matches layer `name`, if any."""
+        return next(((g, q) for g, q in self.layer_quantizers if fnmatch.fnmatchcase(name, g)), None)
+
+
+def _layer_quantizers(value: Any) -> tuple[tuple[str, Quantizer | str], ...]:
+    pairs = list(value.items()) if isinstance(value, dict) else value
+    ok = not isinstance(pairs, str) and all(
+        isinstance(p, (tuple, list)) and len(p) == 2 and isinstance(p[0], str) and p[0]
+        and (isinstance(p[1], Quantizer) or (isinstance(p[1], str) and p[1])) for p in pairs)
+    if not ok:
+        raise ConfigError(f"policy layer_quantizers must map non-empty globs to quantizer names or instances, "
+                          f"e.g. {{'stages.0.*': 'ptq8'}}; got {value!r}")
+    return tuple((g, q) for g, q in pairs)
 
 
 @dataclass(frozen=True)
@@ -79,6 +101,7 @@ class SwappedLayer:
     name: str
     kind: str  # the quantized class, e.g. "QuantConv2d"
     params: int  # weights quantized (bias stays full precision)
+    quantizer: str = ""  # the quantizer's name (differs between layers under a mixed-precision policy)
 
 
 @dataclass(frozen=True)
@@ -106,6 +129,11 @@ class QuantizeReport:
         return sum(layer.params for layer in self.swapped)
 
     @property
+    def quantizers(self) -> list[str]:
+        """Quantizer names in the order layers use them: one, or several under a mixed-precision policy."""
+        return list(dict.fromkeys(s.quantizer for s in self.swapped)) or [self.quantizer]
+
+    @property
     def fraction_quantized(self) -> float:
         return self.params_quantized / self.total_params if self.total_params else 0.0
 
@@ -113,16 +141,17 @@ class QuantizeReport:
         record = asdict(self)
         for layer in record["skipped"]:
             layer["reason"] = layer["reason"].value
-        record.update(params_quantized=self.params_quantized, fraction_quantized=self.fraction_quantized)
+        record.update(params_quantized=self.params_quantized, fraction_quantized=self.fraction_quantized,
+                      quantizers=self.quantizers)
         return record
 
     def __str__(self) -> str:
         count = len(self.swapped) + len(self.skipped)
-        lines = [f"quantized {len(self.swapped)} of {count} conv/linear layers with {self.quantizer} "
+        lines = [f"quantized {len(self.swapped)} of {count} conv/linear layers with {'+'.join(self.quantizers)} "
                  f"(T={self.timesteps}): {self.params_quantized:,} of {self.total_params:,} parameters "
                  f"({100 * self.fraction_quantized:.1f}%)"]
         width = max((len(layer.name) for layer in [*self.swapped, *self.skipped]), default=4)
-        lines += [f"  swapped  {s.name:<{width}}  {s.kind:<12} {s.params:>10,}" for s in self.swapped]
+        lines += [f"  swapped  {s.name:<{width}}  {s.kind:<12} {s.params:>10,}  {s.quantizer}" for s in self.swapped]
         lines += [f"  skipped  {s.name:<{width}}  {s.kind:<12} {s.params:>10,}  {s.detail}" for s in self.skipped]
         lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
@@ -188,6 +217,7 @@ def quantize(model: nn.Module, quantizer: Quantizer | str, timesteps: int,
     if not isinstance(policy, QuantPolicy):
         raise ConfigError(f"policy must be a tawq_core.QuantPolicy, got {type(policy).__name__}")
     quantizer = resolve_quantizer(quantizer)
+    per_glob = {glob: resolve_quantizer(q) for glob, q in policy.layer_quantizers}  # one instance per glob
     already = [name for name, m in model.named_modules() if is_quantized(m)]
     if already:
         raise ConfigError(f"model is already quantized ({len(already)} layers, e.g. {already[0]!r}); "
@@ -205,8 +235,15 @@ def quantize(model: nn.Module, quantizer: Quantizer | str, timesteps: int,
             report.skipped.append(SkippedLayer(name, type(module).__name__, module.weight.numel(), *reason))
             continue
         quant_type = quantized_layer_type(module)
-        replacements[id(module)] = quant_type.from_float(module, quantizer, timesteps)
-        report.swapped.append(SwappedLayer(name, quant_type.__name__, module.weight.numel()))
+        chosen = policy.quantizer_for(name)
+        layer_quantizer = per_glob[chosen[0]] if chosen else quantizer
+        replacements[id(module)] = quant_type.from_float(module, layer_quantizer, timesteps)
+        report.swapped.append(SwappedLayer(name, quant_type.__name__, module.weight.numel(), layer_quantizer.name))
+    unused = [g for g, _ in policy.layer_quantizers if not any(fnmatch.fnmatchcase(s.name, g) for s in report.swapped)]
+    if unused:
+        raise ConfigError(f"policy layer_quantizers glob {unused[0]!r} matches none of the layers the policy "
+                          f"quantizes ({', '.join(s.name for s in report.swapped) or 'none'}); layers kept full "
+                          "precision by skip_roles/exclude/include cannot get a quantizer")
     for parent in list(model.modules()):
         for child_name, child in list(parent._modules.items()):  # named_children() hides repeats
             if child is not None and id(child) in replacements:
