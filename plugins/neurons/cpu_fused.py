@@ -12,7 +12,8 @@ to float rounding (the sigmoid's exp here is Cephes' expf, not PyTorch's vectori
 
 The options are runtime arguments, written branch-free (both sides computed, one selected), so one
 compiled kernel per dtype serves every neuron configuration: compiling per configuration made a
-fresh test run compile for minutes. numba caches the machine code next to this file.
+fresh test run compile for minutes. numba caches the machine code next to this file (`tawq_core.jit`: where
+no cache folder is writable, the kernels compile in each process instead).
 
 Threads: numba's own parallel layers are not fork-safe with GNU OpenMP and would compete with
 PyTorch's thread pool, so the kernels release the GIL and a small thread pool (one per process,
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tawq_core.jit import UNAVAILABLE, njit  # njit is None without numba: the eager loop is used
 from tawq_plugins.neurons.dynamics import Dynamics, Leak
 
 SURROGATE_IDS = {"sigmoid": 0, "atan": 1}
@@ -49,14 +51,7 @@ _P = tuple(_F(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.
 _EXP_MIN, _EXP_MAX = _F(-87.0), _F(88.0)
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 
-try:
-    from numba import njit
-except Exception as exc:  # an absent or broken numba simply means the eager loop is used
-    njit = None
-    UNAVAILABLE = f"numba could not be imported ({type(exc).__name__}: {exc})"
-else:
-    UNAVAILABLE = ""
-
+if njit is not None:
     @njit(inline="always", **_JIT)
     def _step(v, x, k, v_threshold, v_reset, rest, leak, decay_input, hard):
         """One timestep of one neuron: (charged h, membrane after the reset), in the eager loop's op order."""

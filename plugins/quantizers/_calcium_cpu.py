@@ -24,19 +24,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tawq_core.jit import UNAVAILABLE, njit  # njit is None without numba: the eager path is used
 from tawq_plugins.quantizers.calcium import ALPHA_EPS, TAU, THETA, CalciumQuant, effective, fan_in_mean, surrogate
 
 BLOCK = 2048  # weights stepped together
 PARALLEL_MIN = 1 << 16  # weights x steps below which a second thread costs more than it gives
 
-try:
-    from numba import njit
-except Exception as exc:  # an absent or broken numba simply means the eager path is used
-    njit = None
-    UNAVAILABLE = f"numba could not be imported ({type(exc).__name__}: {exc})"
-else:
-    UNAVAILABLE = ""
-
+if njit is not None:
     @njit(nogil=True, cache=True, error_model="numpy")
     def _dynamics(x, q, level, since, lo, hi, steps, levels, tau, theta, one):
         """Weights [lo, hi) of x: q[t], the charged level u[t] and steps since reset (as float) per step.
