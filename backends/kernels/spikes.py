@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numba import njit
 from torch import Tensor
 
 from tawq_backends.kernels.threads import split_rows
+from tawq_core.jit import njit  # cache=True degrades to per-process compilation where nothing is writable
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 
