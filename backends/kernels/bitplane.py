@@ -18,11 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic
 from torch import Tensor
 
 from tawq_backends.kernels.threads import split_rows
+from tawq_core.jit import njit  # cache=True degrades to per-process compilation where nothing is writable
 
 WORD_BITS = 32
 MAX_INPUT_PLANES = 8  # inputs are spike counts below 2**8; larger values take the dense path
