@@ -4,6 +4,12 @@ Three levels, so a change re-does only what it affects: a *model* (a trained or 
 checkpointed), a *stage* (the model's accuracy, storage and energy estimates: backend-independent)
 and a *cell* (one stage measured on one backend). Adding a quantizer or a backend to a preset does
 not retrain fp32, because the fp32 model key does not mention the quantizer list.
+
+Code is part of what work depends on: every model key holds the tawq and torch versions and the
+distribution, version and source hash of each plugin that built it (`fingerprint`), so upgrading or
+editing the tawq quantizer redoes the tawq rows and nothing else. Only cell keys hold the backend's
+hardware identity (`Backend.describe()`) and its plugin's code: accuracy does not depend on where it
+is measured, latency does. One cache serves every configuration (``<out>/cache``).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from tawq_core.bench import fingerprint
 from tawq_core.bench.config import CACHE_FORMAT, REFERENCE, BenchConfig, digest
 
 
@@ -18,7 +25,9 @@ def _network(cfg: BenchConfig) -> dict[str, Any]:
     return {
         "dataset": cfg.dataset, "dataset_options": cfg.dataset_options, "model": cfg.model,
         "model_options": cfg.model_options, "neuron": cfg.neuron, "neuron_options": cfg.neuron_options,
-        "timesteps": cfg.timesteps, "format": CACHE_FORMAT,
+        "timesteps": cfg.timesteps, "format": CACHE_FORMAT, "framework": fingerprint.framework(),
+        "code": {kind: fingerprint.plugin(kind, name)
+                 for kind, name in (("dataset", cfg.dataset), ("model", cfg.model), ("neuron", cfg.neuron))},
     }
 
 
@@ -31,7 +40,10 @@ def model_spec(cfg: BenchConfig, seed: int, quantizer: str, mode: str) -> dict[s
     if quantizer == REFERENCE:
         return fp32_spec(cfg, seed)
     quant = {"name": quantizer, "options": cfg.quantizer_options.get(quantizer, {}), "policy": cfg.policy,
-             "mode": mode}
+             "mode": mode, "code": fingerprint.plugin("quantizer", quantizer) if quantizer not in cfg.mixed else
+             {q: fingerprint.plugin("quantizer", q) for q in cfg.row_quantizers(quantizer)}}
+    if quantizer in cfg.mixed:  # the row's per-layer quantizers decide its weights too
+        quant["mixed"] = cfg.mixed[quantizer]
     if mode == "qat":
         base = fp32_spec(cfg, seed) if cfg.qat_init == "fp32" else _network(cfg)
         return {"base": base, "init": cfg.qat_init, "quantizer": quant,
@@ -50,6 +62,9 @@ def stage_key(cfg: BenchConfig, seed: int, quantizer: str, mode: str) -> str:
                    "ops_batch_size": m.batch_size, "energy_model": m.energy_model})
 
 
-def cell_key(cfg: BenchConfig, seed: int, quantizer: str, mode: str, backend: str) -> str:
+def cell_key(cfg: BenchConfig, seed: int, quantizer: str, mode: str, backend: str,
+             hardware: dict[str, str]) -> str:
+    """`hardware`: the backend's `describe()`, so a results folder copied to other hardware re-measures."""
     return digest({"stage": stage_key(cfg, seed, quantizer, mode), "backend": backend,
+                   "code": fingerprint.plugin("backend", backend), "hardware": hardware,
                    "measure": dataclasses.asdict(cfg.measure), "threads": cfg.threads})

@@ -1,4 +1,4 @@
-"""The run directory: atomic writes and a cache of finished work keyed by content hash.
+"""The run directory and the bench cache: atomic writes, finished work keyed by content hash.
 
 Every file is written to a temporary name in the same directory and moved into place with
 `os.replace`, so an interrupted run (Ctrl-C, SIGKILL, a full disk) leaves either the old file or the
@@ -13,7 +13,7 @@ import errno
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,18 +81,24 @@ def check_writable(directory: Path) -> None:
 
 
 class RunStore:
-    """Files of one run: ``<root>/cache/<kind>/<key>.json`` plus checkpoints next to them."""
+    """Files of one run under ``root``, and the cache of finished work shared by every run under ``cache``:
+    ``<cache>/<kind>/<key>.json`` plus checkpoints next to them.
 
-    def __init__(self, root: Path, writer: bool = True):
+    An entry is stored as ``{"kind", "key", "record"}``; one whose JSON is unreadable, whose kind or key
+    is not the one asked for (a file copied or renamed by hand), or that lacks a field the caller
+    needs is treated as absent and recomputed, never fatal.
+    """
+
+    def __init__(self, root: Path, cache: Path | None = None, writer: bool = True):
         self.root = Path(root)
-        self.cache = self.root / CACHE_DIR
+        self.cache = Path(cache) if cache is not None else self.root / CACHE_DIR
         #: False on non-zero distributed ranks: they compute alongside rank 0 but never write.
         self.writer = writer
 
     def prepare(self) -> None:
         if self.writer:
             check_writable(self.root)
-            self.cache.mkdir(exist_ok=True)
+            check_writable(self.cache)
 
     def _entry(self, kind: str, key: str) -> Path:
         return self.cache / kind / f"{key}.json"
@@ -100,22 +106,23 @@ class RunStore:
     def checkpoint_path(self, kind: str, key: str) -> Path:
         return self.cache / kind / f"{key}.safetensors"
 
-    def get(self, kind: str, key: str) -> dict[str, Any] | None:
-        """A finished entry, or None if absent or unreadable (then it is simply recomputed)."""
+    def get(self, kind: str, key: str, required: Iterable[str] = ()) -> dict[str, Any] | None:
+        """A finished, valid entry, or None (then it is simply recomputed and overwritten)."""
         path = self._entry(kind, key)
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            entry = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
+        if not isinstance(entry, dict) or entry.get("kind") != kind or entry.get("key") != key:
+            return None
+        record = entry.get("record")
+        if not isinstance(record, dict) or any(field not in record for field in required):
+            return None
+        return record
 
     def put(self, kind: str, key: str, record: dict[str, Any]) -> None:
         if self.writer:
-            write_json_atomic(self._entry(kind, key), record)
-
-    def entries(self, kind: str) -> list[dict[str, Any]]:
-        folder = self.cache / kind
-        found = (self.get(kind, p.stem) for p in sorted(folder.glob("*.json"))) if folder.is_dir() else ()
-        return [e for e in found if e is not None]
+            write_json_atomic(self._entry(kind, key), {"kind": kind, "key": key, "record": record})
 
     def write_json(self, name: str, data: Any) -> None:
         if self.writer:

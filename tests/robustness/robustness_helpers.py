@@ -122,7 +122,7 @@ class BenchRun:
 
     @property
     def run_dir(self) -> Path:
-        (run_dir,) = [p for p in self.out.iterdir() if p.is_dir()]
+        (run_dir,) = [p for p in self.out.iterdir() if p.is_dir() and p.name != "cache"]  # cache: shared
         return run_dir
 
     def results(self) -> dict[str, Any]:
@@ -130,7 +130,7 @@ class BenchRun:
 
 
 def cache_mtimes(out: Path) -> dict[str, int]:
-    return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in sorted(out.glob("*/cache/*/*")) if p.is_file()}
+    return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in sorted(out.glob("cache/*/*")) if p.is_file()}
 
 
 def _default_sigint() -> None:
@@ -149,7 +149,7 @@ def bench(preset: Path, out: Path, *, quiet: bool = True, extra_path: Iterable[P
     at_signal: dict[str, int] = {}
     if interrupt is not None:
         deadline = time.monotonic() + timeout
-        while not list(out.glob("*/cache/cells/*.json")):
+        while not list(out.glob("cache/cells/*.json")):
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 raise AssertionError(f"bench ended or hung before its first cell: {proc.communicate()[1]}")

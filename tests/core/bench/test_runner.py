@@ -22,7 +22,8 @@ def _cli(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def _mtimes(run_dir: Path) -> dict[str, int]:
-    return {str(p): p.stat().st_mtime_ns for p in (run_dir / "cache").rglob("*") if p.is_file()}
+    """The shared cache next to the run directory (``<out>/cache``)."""
+    return {str(p): p.stat().st_mtime_ns for p in (run_dir.parent / "cache").rglob("*") if p.is_file()}
 
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
@@ -33,8 +34,8 @@ def test_cli_run_files_resume_and_report(tawq_cli, capsys, tiny_preset, tmp_path
     first = tawq_cli("bench", "--preset", str(tiny_preset), "--out", str(out), "--quiet", env=ONE_THREAD)
     assert first.returncode == 0, first.stderr
     assert first.stderr == ""  # --quiet: nothing but the matrix
-    (run_dir,) = out.iterdir()
-    assert run_dir.name.startswith("tiny-")
+    (run_dir,) = (p for p in out.iterdir() if p.name != "cache")
+    assert run_dir.name.startswith("tiny-") and (out / "cache" / "cells").is_dir()
     for name in ("results.json", "matrix.csv", "matrix.md", "config.json", "accuracy_vs_energy.png",
                  "accuracy_vs_bits.png"):
         assert (run_dir / name).is_file(), name

@@ -11,15 +11,14 @@ from tawq_core.bench.store import RunStore, atomic_path, check_writable, write_j
 from tawq_core.errors import ConfigError
 
 
-def test_put_get_round_trip_and_listing(tmp_path):
-    store = RunStore(tmp_path / "run")
+def test_put_get_round_trip_in_the_shared_cache(tmp_path):
+    store = RunStore(tmp_path / "run", tmp_path / "cache")
     store.prepare()
     assert store.get("cells", "abc") is None
     store.put("cells", "abc", {"top1": 91.5})
-    store.put("cells", "def", {"top1": 80.0})
-    assert store.get("cells", "abc") == {"top1": 91.5}
-    assert sorted(e["top1"] for e in store.entries("cells")) == [80.0, 91.5]
-    assert not [p for p in (tmp_path / "run").rglob("*.tmp")]
+    assert store.get("cells", "abc", required=("top1",)) == {"top1": 91.5}
+    assert (tmp_path / "cache" / "cells" / "abc.json").is_file() and not (tmp_path / "run" / "cache").exists()
+    assert not [p for p in tmp_path.rglob("*.tmp")]
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
@@ -38,13 +37,24 @@ def test_nan_is_refused_before_anything_is_written(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_corrupt_entry_counts_as_missing(tmp_path):
+@pytest.mark.parametrize("text", [
+    "{not json",
+    "",
+    "[1, 2]",
+    '{"top1": 91.5}',  # a bare record: no kind/key envelope
+    '{"kind": "cells", "key": "another", "record": {"top1": 91.5}}',  # copied from another entry
+    '{"kind": "stages", "key": "k", "record": {"top1": 91.5}}',
+    '{"kind": "cells", "key": "k", "record": [91.5]}',
+    '{"kind": "cells", "key": "k", "record": {"seed": 0}}',  # lacks a field the caller needs
+])
+def test_invalid_entry_counts_as_missing(tmp_path, text):
     store = RunStore(tmp_path)
     store.prepare()
-    (tmp_path / "cache" / "stages").mkdir(parents=True)
-    (tmp_path / "cache" / "stages" / "k.json").write_text("{not json")
-    assert store.get("stages", "k") is None
-    assert store.entries("stages") == []
+    (tmp_path / "cache" / "cells").mkdir(parents=True)
+    (tmp_path / "cache" / "cells" / "k.json").write_text(text)
+    assert store.get("cells", "k", required=("top1",)) is None
+    store.put("cells", "k", {"top1": 80.0})  # recomputed work replaces it
+    assert store.get("cells", "k", required=("top1",)) == {"top1": 80.0}
 
 
 def test_non_writer_never_writes(tmp_path):
