@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,10 +11,17 @@ from pathlib import Path
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+#: The shipped plugin template doubles as the test suite's well-behaved third-party plugin.
+EXAMPLE = Path(__file__).parent.parent / "examples" / "tawq-example"
 
 
 def _pip_install_target(source: Path, target: Path) -> Path:
-    """Install a plugin distribution for real (wheel build + dist-info) into an isolated folder."""
+    """Install a plugin distribution for real (wheel build + dist-info) into an isolated folder.
+
+    Built from a copy, so the build leaves nothing in the source tree (two runs may install at once).
+    """
+    source = Path(shutil.copytree(source, target.with_name(target.name + "-src"),
+                                  ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__")))
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
          "--disable-pip-version-check", "--target", str(target), str(source)],
@@ -25,7 +33,7 @@ def _pip_install_target(source: Path, target: Path) -> Path:
 @pytest.fixture(scope="session")
 def example_plugin_path(tmp_path_factory) -> Path:
     """Folder holding the installed `tawq-example` distribution (put it on PYTHONPATH to activate)."""
-    return _pip_install_target(FIXTURES / "tawq-example", tmp_path_factory.mktemp("tawq-example"))
+    return _pip_install_target(EXAMPLE, tmp_path_factory.mktemp("tawq-example"))
 
 
 @pytest.fixture(scope="session")

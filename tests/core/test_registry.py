@@ -96,7 +96,7 @@ def test_example_plugin_create_works(example_plugin_path, monkeypatch):
     quantizer = registry.create("quantizer", "example-pow2")
     w = torch.tensor([[0.3, -0.9, 2.5]])
     q = quantizer.weights(w, 4)
-    assert torch.equal(q, torch.tensor([[0.25, -1.0, 2.0]]))
+    assert torch.equal(q, torch.tensor([[0.3125, -1.25, 2.5]]))  # 2.5 * 2**-3, -2.5 * 2**-1, the peak
     assert torch.equal(quantizer.unpack(quantizer.pack(w, 4)), q)
     neuron = registry.create("neuron", "example-if", v_threshold=1.0)
     assert neuron(torch.full((4, 1), 0.5)).flatten().tolist() == [0.0, 1.0, 0.0, 1.0]
