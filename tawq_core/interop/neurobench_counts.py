@@ -65,12 +65,21 @@ def find_modules(model: nn.Module, types: tuple[type[nn.Module], ...]) -> list[n
     return found
 
 
-def check_countable(model: nn.Module) -> None:
-    """Refuse models with layers NeuroBench counts but tawq cannot (a silent skip would under-count)."""
+def uncountable(model: nn.Module) -> str | None:
+    """Why tawq cannot count `model`'s connections as NeuroBench does (a layer NeuroBench counts and tawq's
+    pair counting does not handle), or None."""
     for name, module in model.named_modules():
         if isinstance(module, _NOT_COUNTED):
-            raise ConfigError(f"tawq's NeuroBench metrics count Linear/Conv1d/Conv2d layers; {name!r} is a "
-                              f"{type(module).__name__}: use neurobench's own metric classes for this model")
+            return (f"tawq's NeuroBench metrics count Linear/Conv1d/Conv2d layers; {name!r} is a "
+                    f"{type(module).__name__}: use neurobench's own metric classes for this model")
+    return None
+
+
+def check_countable(model: nn.Module) -> None:
+    """Refuse such models: a silent skip would under-count."""
+    reason = uncountable(model)
+    if reason:
+        raise ConfigError(reason)
 
 
 def _timesteps(layer: nn.Module) -> int:
@@ -164,11 +173,13 @@ class SynopsTally:
 
 class NeuroBenchCounter:
     """Hooks a model the way NeuroBench's harness does (connection layers, activation modules) while the
-    ``with`` block runs; call the model on time-major ``[T, B, ...]`` batches inside it."""
+    ``with`` block runs; call the model on time-major ``[T, B, ...]`` batches inside it. ``synops=False``
+    counts activations only."""
 
-    def __init__(self, model: nn.Module):
-        check_countable(model)
-        self.model = model
+    def __init__(self, model: nn.Module, synops: bool = True):
+        if synops:
+            check_countable(model)
+        self.model, self.count_synops = model, synops
         self.synops = SynopsTally()
         self.active = self.outputs = self.batch = 0
         self._names = {m: n for n, m in model.named_modules()}
@@ -176,7 +187,7 @@ class NeuroBenchCounter:
 
     def __enter__(self) -> NeuroBenchCounter:
         self._handles.append(self.model.register_forward_pre_hook(self._on_model_input))
-        for layer in find_modules(self.model, COUNTED):
+        for layer in find_modules(self.model, COUNTED) if self.count_synops else []:
             self._handles.append(layer.register_forward_pre_hook(self._on_layer))
         for module in find_modules(self.model, activation_types()):
             self._handles.append(module.register_forward_hook(self._on_activation))
@@ -209,10 +220,15 @@ class NeuroBenchCounter:
 
 def neurobench_metrics(model: nn.Module, batches: Iterable[Tensor]) -> dict[str, Any]:
     """All four metrics, keyed as NeuroBench's `Benchmark.run` returns them, over time-major batches
-    (eval mode, no autograd); bit-aware as the module docstring says."""
-    with _eval_no_grad(model), NeuroBenchCounter(model) as counter:
+    (eval mode, no autograd); bit-aware as the module docstring says. For a model tawq cannot count,
+    ConnectionSparsity and SynapticOperations are None and ``unavailable`` says why."""
+    reason = uncountable(model)
+    with _eval_no_grad(model), NeuroBenchCounter(model, synops=reason is None) as counter:
         for batch in batches:
             model(batch)
-    return {"Footprint": footprint_bytes(model), "ConnectionSparsity": connection_sparsity(model),
-            **counter.workload()}
+    metrics = {"Footprint": footprint_bytes(model),
+               "ConnectionSparsity": None if reason else connection_sparsity(model), **counter.workload()}
+    if reason:
+        metrics.update(SynapticOperations=None, unavailable=reason)
+    return metrics
 

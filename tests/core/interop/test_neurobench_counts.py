@@ -97,6 +97,23 @@ def test_layers_tawq_cannot_count_are_refused():
         neurobench_metrics(_toy(), [torch.rand(6)])
 
 
+class _WithConv3d(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body, self.unused = _toy(), nn.Conv3d(1, 1, 1)  # never called, but NeuroBench counts its weights
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def test_the_bench_reports_what_it_cannot_count_as_unavailable():
+    model = _WithConv3d()
+    metrics = neurobench_metrics(model, [torch.rand(2, 3, 6)])
+    assert metrics["ConnectionSparsity"] is None and metrics["SynapticOperations"] is None
+    assert "Conv3d" in metrics["unavailable"] and 0 <= metrics["ActivationSparsity"] <= 1
+    assert metrics["Footprint"] == footprint_bytes(model)
+
+
 TINY = """
 name = "nb"
 dataset = "digits"
