@@ -110,6 +110,9 @@ class BenchConfig:
     neuron_options: dict[str, Any] = field(default_factory=dict)
     quantizer_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     policy: dict[str, Any] = field(default_factory=dict)
+    #: mixed-precision rows: ``{row: {"quantizer": base, "layers": {glob: quantizer}}}``; each row is named
+    #: in `quantizers` and quantizes like `policy` with `base`, except the layers the globs match.
+    mixed: dict[str, dict[str, Any]] = field(default_factory=dict)
     backends: tuple[str, ...] = ("cpu",)
     seeds: tuple[int, ...] = (0,)
     train: dict[str, Any] = field(default_factory=dict)
@@ -157,6 +160,7 @@ class BenchConfig:
                 )
             options[qname] = _table(f"quantizer_options.{qname}", qopts)
         s("quantizer_options", options)
+        s("mixed", {row: _mixed_row(row, spec, self.quantizers) for row, spec in _table("mixed", self.mixed).items()})
         if self.qat_init not in QAT_INITS:
             raise ConfigError(f"qat_init must be one of {', '.join(QAT_INITS)}, got {self.qat_init!r}")
         for section in ("train", "qat"):
@@ -167,7 +171,8 @@ class BenchConfig:
         if self.train_config(self.seeds[0]).distill:  # validates both recipes now, not after fp32 training
             raise ConfigError("train.distill: the fp32 reference has no teacher; distill belongs in [qat] "
                               "(QAT rows distill from the fp32 model of the same seed)")
-        self.quant_policy()
+        for row in (None, *self.mixed):
+            self.quant_policy(row)
         self.train_config(self.seeds[0], qat=True)
         if isinstance(self.measure, Mapping):
             s("measure", _build(MeasureConfig, self.measure, "measure"))
@@ -192,12 +197,31 @@ class BenchConfig:
         except ConfigError as exc:
             raise ConfigError(f"{'qat' if qat else 'train'}: {exc}") from None
 
-    def quant_policy(self) -> QuantPolicy:
-        """Which layers every quantizer swaps (default: all conv/linear but the stem and the head)."""
+    def quant_policy(self, row: str | None = None) -> QuantPolicy:
+        """Which layers every quantizer swaps (default: all conv/linear but the stem and the head); for a
+        mixed row, with its per-layer quantizers."""
+        values = dict(self.policy)
+        if row in self.mixed:
+            if "layer_quantizers" in values:
+                raise ConfigError(f"mixed.{row}: policy.layer_quantizers is set too; use one of the two")
+            values["layer_quantizers"] = self.mixed[row]["layers"]
         try:
-            return QuantPolicy(**self.policy)
+            return QuantPolicy(**values)
         except TypeError as exc:
-            raise ConfigError(f"policy: {exc}; known keys: skip_roles, unmarked, include, exclude") from None
+            raise ConfigError(f"policy: {exc}; known keys: skip_roles, unmarked, include, exclude, "
+                              "layer_quantizers") from None
+
+    @property
+    def plugin_quantizers(self) -> tuple[str, ...]:
+        """Every registered quantizer the rows use (mixed rows contribute their base and per-layer ones)."""
+        return tuple(dict.fromkeys(q for row in self.quantizers for q in self.row_quantizers(row)))
+
+    def row_quantizers(self, row: str) -> tuple[str, ...]:
+        """The registered quantizers a row uses: its own name, or a mixed row's base then its per-layer ones."""
+        if row not in self.mixed:
+            return (row,)
+        spec = self.mixed[row]
+        return tuple(dict.fromkeys([spec["quantizer"], *spec["layers"].values()]))
 
     # -- identity ------------------------------------------------------------------------------
     def hashed(self) -> dict[str, Any]:
@@ -233,10 +257,28 @@ class BenchConfig:
         if "quantizers" in given:  # options of quantizers the flag leaves out would otherwise be an error
             chosen = _names("quantizers", given["quantizers"])
             given.setdefault("quantizer_options", {q: o for q, o in self.quantizer_options.items() if q in chosen})
+            given.setdefault("mixed", {r: m for r, m in self.mixed.items() if r in chosen})
         unknown = set(given) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise ConfigError(f"unknown bench options: {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, train=train, qat=qat, **given)
+
+
+def _mixed_row(row: str, spec: Any, rows: tuple[str, ...]) -> dict[str, Any]:
+    """Validate one ``[mixed.<row>]`` table: ``quantizer = "tawq"`` and ``layers = {glob = quantizer}``."""
+    spec = _table(f"mixed.{row}", spec)
+    if row not in rows or row == REFERENCE:
+        raise ConfigError(f"mixed.{row} defines a row that quantizers does not list ({', '.join(rows)}); "
+                          f"add {row!r} to quantizers or remove the table")
+    if set(spec) != {"quantizer", "layers"}:
+        raise ConfigError(f"mixed.{row} needs exactly the keys quantizer and layers, got {sorted(spec)}; e.g. "
+                          "quantizer = \"tawq\", layers = { \"blocks.0.*\" = \"ptq8\" }")
+    layers = _table(f"mixed.{row}.layers", spec["layers"])
+    if not layers:
+        raise ConfigError(f"mixed.{row}.layers is empty; name at least one glob = quantizer")
+    return {"quantizer": _name(f"mixed.{row}.quantizer", spec["quantizer"]),
+            "layers": {_name(f"mixed.{row}.layers glob", g): _name(f"mixed.{row}.layers.{g}", q)
+                       for g, q in layers.items()}}
 
 
 def canonical_json(data: Any) -> str:
