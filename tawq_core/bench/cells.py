@@ -20,7 +20,7 @@ from tawq_core.bench.config import BenchConfig
 from tawq_core.data import DatasetSplits, encode_batch
 from tawq_core.measurement import Measurement
 from tawq_core.quantization import quantize, quantized_layers
-from tawq_core.quantizer import Quantizer
+from tawq_core.quantizer import Quantizer, QuantMode
 from tawq_core.registry import create
 from tawq_core.training import evaluate
 
@@ -33,13 +33,21 @@ def build_model(cfg: BenchConfig, splits: DatasetSplits) -> nn.Module:
 
 
 def new_quantizer(cfg: BenchConfig, name: str) -> Quantizer:
-    """A fresh instance per model: nothing a quantizer fits (PTQ) is shared between seeds."""
-    return create("quantizer", name, **cfg.quantizer_options.get(name, {}))
+    """A fresh instance per model: nothing a quantizer fits (PTQ) is shared between seeds. For a mixed
+    row, its base quantizer (the per-layer ones come from the row's policy)."""
+    base = cfg.row_quantizers(name)[0]
+    return create("quantizer", base, **cfg.quantizer_options.get(base, {}))
+
+
+def row_mode(cfg: BenchConfig, name: str) -> str:
+    """How a row's model is produced: its quantizer's mode; a mixed row with any QAT quantizer is QAT."""
+    modes = {create("quantizer", q).mode.value for q in cfg.row_quantizers(name)}
+    return QuantMode.QAT.value if QuantMode.QAT.value in modes else new_quantizer(cfg, name).mode.value
 
 
 def apply_quantizer(model: nn.Module, cfg: BenchConfig, name: str) -> dict[str, Any]:
     """Swap the policy's layers in place; the report (layers, parameters quantized) as a dict."""
-    report = quantize(model, new_quantizer(cfg, name), cfg.timesteps, policy=cfg.quant_policy())
+    report = quantize(model, new_quantizer(cfg, name), cfg.timesteps, policy=cfg.quant_policy(name))
     record = report.to_dict()
     skipped = sorted({f"{s['name']} ({s['reason']})" for s in record["skipped"]})
     record["summary"] = (f"{len(report.swapped)} conv/linear layers, {100 * report.fraction_quantized:.1f}% of "
