@@ -59,7 +59,7 @@ class Runner:
         self.run_dir = Path(out_root) / cfg.run_id
         self.store = RunStore(self.run_dir, Path(out_root) / CACHE_DIR, writer=distributed.is_main_process())
         self._check_names()
-        self.quantizer_modes = {q: cells.new_quantizer(cfg, q).mode.value for q in cfg.quantizers}
+        self.quantizer_modes = {q: cells.row_mode(cfg, q) for q in cfg.quantizers}
         self.backends, self.unavailable = self._resolve_backends()
         self.train_backend = next(b for b in self.backends if b.name not in self.unavailable)
         self._splits: DatasetSplits | None = None
@@ -78,7 +78,8 @@ class Runner:
         """Unknown plugin names and option names fail before anything is loaded, trained or written."""
         registry, cfg = get_registry(), self.cfg
         for kind, names in (("dataset", [cfg.dataset]), ("model", [cfg.model]), ("neuron", [cfg.neuron]),
-                            ("quantizer", cfg.quantizers), ("backend", cfg.backends)):
+                            ("quantizer", cfg.plugin_quantizers),
+                            ("backend", cfg.backends)):
             for name in names:
                 registry.entry(kind, name)
         _check_options("dataset", cfg.dataset, {"data_dir": None, "download": False, **cfg.dataset_options})
@@ -259,7 +260,8 @@ class Runner:
         self.store.write_json("config.json", {"config_hash": cfg.config_hash, "run_id": cfg.run_id,
                                               "config": cfg.hashed() | {"name": cfg.name}})
         prov = provenance({"dataset": [cfg.dataset], "model": [cfg.model], "neuron": [cfg.neuron],
-                           "quantizer": list(cfg.quantizers), "backend": list(cfg.backends)})
+                           "quantizer": list(cfg.plugin_quantizers),
+                           "backend": list(cfg.backends)})
         self.log(f"bench run {cfg.run_id}: {len(cfg.seeds)} seed(s) × {len(cfg.quantizers)} quantizers × "
                  f"{len(cfg.backends)} backend(s) -> {self.run_dir}")
         try:
