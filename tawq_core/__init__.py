@@ -48,6 +48,7 @@ from tawq_core.registry import create, get_registry, list_plugins
 from tawq_core.resources import MemoryEstimate, check_training_memory, estimate_training_memory
 from tawq_core.roles import LayerRole, mark, role_of
 from tawq_core.sops import OpsCounter, OpsReport, count_ops
+from tawq_core.time_layout import stepwise
 from tawq_core.training import EpochRecord, TrainConfig, TrainResult, evaluate, seed_everything, train
 
 try:
@@ -120,5 +121,6 @@ __all__ = [
     "save_checkpoint",
     "seed_everything",
     "set_timesteps",
+    "stepwise",
     "train",
 ]

@@ -7,10 +7,11 @@ Every forward asks ``.quantizer`` for the effective weights (`effective_weight`)
 quantizers give one weight set per timestep, applied to all T steps in ONE batched call: a grouped
 convolution with groups = T·g over the input folded to [B, T·C, ...], or a batched matmul.
 
-Inputs are time-major: ``[T, B, ...]`` or the flattened ``[T·B, ...]`` that spikingjelly-style models
-feed their layers; ``.timesteps`` (set by `tawq_core.quantize`) tells the two apart. Static
-quantizers are time-invariant and accept any leading dims. In eval mode the effective weights are
-computed once and cached until the weight changes or the layer goes back to training.
+Temporal layers follow the time layout contract of `tawq_core.time_layout`: ``[T, B, ...]``, or
+``[T·B, ...]`` with B known from the model's forward, or one step per call inside `tawq_core.stepwise`;
+deployed layers import `split_time` from here to apply the same contract. Static quantizers are
+time-invariant and accept any leading dims. In eval mode the effective weights are computed once
+and cached until the weight changes or the layer goes back to training.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch import Tensor, nn
 from tawq_core.errors import ShapeError
 from tawq_core.quantizer import Quantizer, check_timesteps
 from tawq_core.roles import ROLE_ATTRIBUTE
+from tawq_core.time_layout import layout_of, split_time
 
 
 def resolve_quantizer(quantizer: Quantizer | str) -> Quantizer:
@@ -48,6 +50,7 @@ class _QuantMixin:
         self.quantizer = resolve_quantizer(quantizer)
         self.timesteps = check_timesteps(timesteps)
         self._cache: tuple[tuple[Any, ...], Tensor] | None = None
+        layout_of(self)  # its own layout until quantize() attaches it to the model's
 
     @classmethod
     def from_float(cls, layer: nn.Module, quantizer: Quantizer | str, timesteps: int) -> Any:
@@ -94,24 +97,6 @@ class _QuantMixin:
         self._cache = None
         return super().train(mode)  # type: ignore[misc]
 
-    def _split_time(self, x: Tensor, sample_dims: int) -> tuple[Tensor, bool]:
-        """Fold x to ``[T, B', *sample]``; also say whether it came flattened as ``[T·B', *sample]``."""
-        T = self.timesteps
-        if x.dim() == sample_dims + 2:
-            if x.shape[0] != T:
-                raise ShapeError(f"{self._describe()} got input {tuple(x.shape)} whose time dim is {x.shape[0]}, "
-                                 f"but the layer's timesteps is {T}; encode inputs with T={T} or set the "
-                                 "model's timesteps with tawq_core.set_timesteps")
-            return x, False
-        if x.dim() == sample_dims + 1:
-            if x.shape[0] % T:
-                raise ShapeError(f"{self._describe()} got flattened input {tuple(x.shape)} whose leading dim "
-                                 f"{x.shape[0]} is not a multiple of timesteps={T}; feed [T, B, ...] or "
-                                 "[T*B, ...] (T-major)")
-            return x.reshape(T, -1, *x.shape[1:]), True
-        raise ShapeError(f"{self._describe()} expects [T, B, ...] with {sample_dims + 2} dims or [T*B, ...] "
-                         f"with {sample_dims + 1} dims, got shape {tuple(x.shape)}")
-
     def _describe(self) -> str:
         return f"{type(self).__name__}({self.quantizer.name}, timesteps={self.timesteps})"
 
@@ -141,17 +126,13 @@ class QuantLinear(_QuantMixin, nn.Linear):
         w = self.effective_weight()
         if not self.quantizer.temporal:
             return F.linear(x, w, self.bias)
-        T = self.timesteps
-        if x.dim() < 2 or x.shape[0] % T:
-            raise ShapeError(f"{self._describe()} needs T-major input [T, B, ...] or [T*B, ...] whose leading "
-                             f"dim is a multiple of {T}, got shape {tuple(x.shape)}")
-        x3 = x.reshape(T, -1, self.in_features)
-        wt = w.transpose(1, 2)  # [T, in, out]
+        view = split_time(self, x, 1, extra_leading=True)
+        wt = w[view.steps].transpose(1, 2)  # [T', in, out]
         if self.bias is None:
-            y = torch.bmm(x3, wt)
+            y = torch.bmm(view.x, wt)
         else:
-            y = torch.baddbmm(self.bias.reshape(1, 1, -1), x3, wt)
-        return y.reshape(*x.shape[:-1], self.out_features)
+            y = torch.baddbmm(self.bias.reshape(1, 1, -1), view.x, wt)
+        return view.restore(y)
 
 
 class _QuantConv(_QuantMixin):
@@ -198,13 +179,13 @@ class _QuantConv(_QuantMixin):
             flat = x.reshape(-1, *x.shape[-self._sample_dims:])
             y = self._conv(flat, w, self.bias, self.groups)
             return y.reshape(*x.shape[:-self._sample_dims], *y.shape[1:])
-        xt, flattened = self._split_time(x, self._sample_dims)
-        T, B = xt.shape[:2]
-        folded = xt.transpose(0, 1).reshape(B, T * self.in_channels, *xt.shape[3:])
+        view = split_time(self, x, self._sample_dims)
+        T, B = view.x.shape[:2]  # T' weight sets: all T, or the one of a stepwise call
+        w = w[view.steps]
+        folded = view.x.transpose(0, 1).reshape(B, T * self.in_channels, *view.x.shape[3:])
         bias = self.bias.repeat(T) if self.bias is not None else None
         y = self._conv(folded, w.reshape(T * self.out_channels, *w.shape[2:]), bias, T * self.groups)
-        y = y.reshape(B, T, self.out_channels, *y.shape[2:]).transpose(0, 1)  # [T, B, Co, ...]
-        return y.reshape(T * B, *y.shape[2:]) if flattened else y
+        return view.restore(y.reshape(B, T, self.out_channels, *y.shape[2:]).transpose(0, 1))
 
 
 class QuantConv1d(_QuantConv, nn.Conv1d):

@@ -22,6 +22,7 @@ from tawq_core.errors import ConfigError
 from tawq_core.layers import is_quantized, quantized_layer_type, resolve_quantizer
 from tawq_core.quantizer import Quantizer, check_timesteps
 from tawq_core.roles import LayerRole, role_of
+from tawq_core.time_layout import install_time_layout, time_layouts
 
 #: Layers that look like conv/linear but have no quantized counterpart: reported, never swapped.
 _UNSUPPORTED = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -210,7 +211,8 @@ def quantize(model: nn.Module, quantizer: Quantizer | str, timesteps: int,
     `quantizer` is an instance or a registered name (``"tawq"``); one instance serves every layer,
     since quantizers keep no state between calls. `timesteps` is set on every swapped layer. A model
     that already holds quantized layers is refused: quantize a fresh fp32 model instead (an fp32
-    state dict loads into a quantized model unchanged, the keys are the same).
+    state dict loads into a quantized model unchanged, the keys are the same). The model's forward is
+    hooked to record the B of its ``[T, B, ...]`` input for the layers (`tawq_core.time_layout`).
     """
     check_timesteps(timesteps)
     policy = policy if policy is not None else QuantPolicy()
@@ -248,6 +250,7 @@ def quantize(model: nn.Module, quantizer: Quantizer | str, timesteps: int,
         for child_name, child in list(parent._modules.items()):  # named_children() hides repeats
             if child is not None and id(child) in replacements:
                 setattr(parent, child_name, replacements[id(child)])
+    install_time_layout(model, temporal_layers(model))
     report.total_params = sum(p.numel() for p in model.parameters() if not nn.parameter.is_lazy(p))
     return report
 
@@ -259,10 +262,17 @@ def quantized_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
             yield name, module
 
 
+def temporal_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The quantized layers whose quantizer gives one weight set per timestep (the time layout applies)."""
+    return [(name, layer) for name, layer in quantized_layers(model) if layer.quantizer.temporal]
+
+
 def set_timesteps(model: nn.Module, timesteps: int) -> int:
     """Set T on every quantized layer (e.g. to evaluate at another T); returns how many were set."""
     check_timesteps(timesteps)
     layers = list(quantized_layers(model))
     for _, layer in layers:
         layer.timesteps = timesteps
+    for layout in time_layouts(model):
+        layout.timesteps = timesteps
     return len(layers)

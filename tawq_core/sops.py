@@ -1,9 +1,11 @@
 """Synaptic-operation counting with forward hooks, per layer and per timestep.
 
-Every `nn.Conv1d`, `nn.Conv2d` and `nn.Linear` (quantized subclasses included) is hooked. For each
-layer call, with T-major input (``[T, B, ...]`` or the flattened ``[T·B, ...]``), the counter records:
+Every `nn.Conv1d`, `nn.Conv2d` and `nn.Linear` (quantized subclasses included) is hooked. The model
+input must be ``[T, B, ...]``; each layer input is then ``[T, B, ...]``, the flattened ``[T·B, ...]``,
+or ``[B, ...]``: a layer run once per sample per call (a head fed the mean over T runs 1 step; a layer
+called once per timestep in a per-step loop runs T). For each layer call the counter records:
 
-- dense MACs per timestep (the layer's multiply-accumulates for one sample at one timestep);
+- dense MACs per step (the layer's multiply-accumulates for one sample at one step);
 - the input firing rate (fraction of non-zero inputs);
 - conventional operations, the syops convention of Spikingformer/QKFormer: a layer fed binary spikes
   does ``T · rate · MACs`` accumulates (SOPs, charged at E_AC); the stem (marked with
@@ -61,7 +63,8 @@ class LayerOps:
     charged_as: str  # "ac" (binary spike input), "mac" (stem role or non-binary input), "mixed"
     reason: str
     calls: int = 0
-    macs_per_step: float = 0.0  # dense MACs at one timestep
+    steps: int = 0  # steps per sample: T, or 1 for a layer run once per sample (a head fed the mean over T)
+    macs_per_step: float = 0.0  # dense MACs at one step
     input_rate: float = 0.0  # fraction of non-zero inputs
     weight_density: float = 0.0  # fraction of non-zero effective weights, averaged over timesteps
     conventional_ac: float = 0.0
@@ -124,18 +127,35 @@ class _LayerTally:
         self.nonzero = self.elements = 0
         self.weight_nonzero = self.weight_elements = 0
         self.conv_ac = self.conv_mac = self.exact_ac = self.exact_mac = 0.0
-        self.per_step: Tensor | None = None
+        self.per_step: list[float] = []  # exact pairs at each step the layer runs (T, or 1 for a head)
+
+    def add_steps(self, first: int, pairs: list[float]) -> None:
+        missing = first + len(pairs) - len(self.per_step)
+        self.per_step.extend([0.0] * max(missing, 0))
+        for i, p in enumerate(pairs):
+            self.per_step[first + i] += p
 
 
-def _split_time(x: Tensor, timesteps: int, sample_dims: int, who: str, any_leading: bool) -> Tensor:
-    """``[T, N, *sample]`` view of a T-major input, whichever of the two layouts it came in
-    (`any_leading`: linear layers also take ``[T, B, tokens, ...]``)."""
-    if x.dim() == sample_dims + 2 and x.shape[0] == timesteps:
-        return x
-    if x.dim() >= sample_dims + 1 and x.shape[0] % timesteps == 0 and (any_leading or x.dim() == sample_dims + 1):
-        return x.reshape(timesteps, -1, *x.shape[x.dim() - sample_dims:])
-    raise ShapeError(f"op counting: {who} got input {tuple(x.shape)}, which is not T-major [T, B, ...] or "
-                     f"[T*B, ...] with T={timesteps}; run the model on time-major input")
+def time_view(x: Tensor, timesteps: int, batch: int, sample_dims: int, who: str, linear: bool) -> tuple[Tensor, bool]:
+    """``[S, N, *sample]`` view of a layer input, and whether it is one call per sample (S = 1).
+
+    The one reading of layer inputs for every op counter (this module, the NeuroBench counts).
+
+    Exact, from the model input's T and B (linear layers also take token dims after T and B):
+    ``[T, B, ...]`` or ``[T·B, ...]`` give S = T; ``[B, ...]`` is a layer that runs once per sample and
+    call (a head fed the mean over T, or one step of a per-step loop), S = 1.
+    """
+    lead = tuple(x.shape[: x.dim() - sample_dims])
+    sample = x.shape[x.dim() - sample_dims:]
+    if len(lead) >= 2 and lead[0] == timesteps and (linear or len(lead) == 2):
+        return x.reshape(timesteps, -1, *sample), False
+    if len(lead) >= 1 and (linear or len(lead) == 1):
+        if lead[0] == timesteps * batch:
+            return x.reshape(timesteps, -1, *sample), False
+        if lead[0] == batch:
+            return x.reshape(1, -1, *sample), True
+    raise ShapeError(f"op counting: {who} got input {tuple(x.shape)}, which is neither [T, B, ...], [T*B, ...] nor "
+                     f"[B, ...] with T={timesteps}, B={batch} (the model input's); run the model on time-major input")
 
 
 def _weight_indicator(module: nn.Module, timesteps: int, who: str) -> Tensor:
@@ -162,8 +182,8 @@ def _pairs_per_step(module: nn.Module, ind_x: Tensor, ind_w: Tensor) -> Tensor:
 class OpsCounter:
     """Hooks a model while the ``with`` block runs; call the model on one or more batches inside it.
 
-    ``timesteps`` defaults to the model input's leading dim; a layer with its own ``.timesteps``
-    (tawq's quantized layers) uses that.
+    ``timesteps`` defaults to the model input's leading dim. Each layer input is read exactly from the
+    model input's T and B, never guessed from divisibility (see `time_view`).
     """
 
     def __init__(self, model: nn.Module, timesteps: int | None = None):
@@ -173,9 +193,12 @@ class OpsCounter:
         self._layers: dict[nn.Module, _LayerTally] = {}
         self._neurons: dict[str, list[int]] = {}
         self._handles: list[Any] = []
+        self._batch: int | None = None  # B of the model input in flight
+        self._per_sample_calls: dict[nn.Module, int] = {}  # [B, ...] calls per layer in this forward
 
     def __enter__(self) -> OpsCounter:
         self._handles.append(self.model.register_forward_pre_hook(self._on_model_input))
+        self._handles.append(self.model.register_forward_hook(self._on_model_output, always_call=True))
         for name, module in self.model.named_modules():
             if isinstance(module, COUNTED):
                 self._layers[module] = _LayerTally(name or type(module).__name__, module)
@@ -200,6 +223,11 @@ class OpsCounter:
             raise ShapeError(f"op counting: the model got T={x.shape[0]} after T={self.timesteps}; count batches "
                              "with the same number of timesteps together")
         self.samples += int(x.shape[1])
+        self._batch = int(x.shape[1])
+        self._per_sample_calls.clear()
+
+    def _on_model_output(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        self._batch = None
 
     def _neuron_hook(self, name: str) -> Any:
         def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
@@ -211,16 +239,25 @@ class OpsCounter:
 
     def _on_layer(self, module: nn.Module, args: tuple[Any, ...], out: Tensor) -> None:
         tally = self._layers[module]
-        T = getattr(module, "timesteps", None) or self.timesteps
-        if T is None:
-            raise ShapeError(f"op counting: {tally.name} ran before the model received its [T, B, ...] input; "
-                             "pass timesteps= to OpsCounter")
+        if self.timesteps is None or self._batch is None:
+            raise ShapeError(f"op counting: {tally.name} ran outside the model's forward on [T, B, ...] input; "
+                             "call the model itself inside `with OpsCounter(model):`")
+        T = self.timesteps
         linear = isinstance(module, nn.Linear)
         sample_dims = 1 if linear else module.weight.dim() - 1
-        x = _split_time(args[0].detach(), int(T), sample_dims, tally.name, any_leading=linear)
+        x, per_sample = time_view(args[0].detach(), T, self._batch, sample_dims, tally.name, linear)
+        first = 0
+        if per_sample:  # the k-th [B, ...] call of this layer in this forward is step k (one call: the head)
+            first = self._per_sample_calls.get(module, 0)
+            self._per_sample_calls[module] = first + 1
         with torch.no_grad():
             ind_x = (x != 0).float()
-            ind_w = _weight_indicator(module, int(T), tally.name)
+            ind_w = _weight_indicator(module, T, tally.name)
+            if per_sample:
+                if first >= ind_w.shape[0]:
+                    raise ShapeError(f"op counting: {tally.name} was called {first + 1} times on [B, ...] in one "
+                                     f"forward, more than T={T}")
+                ind_w = ind_w[first:first + 1]
             pairs = _pairs_per_step(module, ind_x, ind_w)
         nonzero, elements = int(ind_x.sum()), x.numel()
         dense = float(out.numel() * layer_macs_per_output(module))
@@ -238,11 +275,7 @@ class OpsCounter:
         else:
             tally.conv_mac += dense
             tally.exact_mac += float(pairs.sum())
-        pairs = pairs.cpu()
-        if tally.per_step is not None and tally.per_step.shape != pairs.shape:
-            raise ShapeError(f"op counting: {tally.name} ran with T={T} after T={tally.per_step.shape[0]}; "
-                             "count batches with the same number of timesteps together")
-        tally.per_step = pairs if tally.per_step is None else tally.per_step + pairs
+        tally.add_steps(first, pairs.cpu().tolist())
 
     def report(self) -> OpsReport:
         """The counts so far, per input sample (divided by the samples the model has seen)."""
@@ -256,15 +289,15 @@ class OpsCounter:
             charged = "ac" if tally.binary_calls == tally.calls else "mac" if tally.binary_calls == 0 else "mixed"
             reason = ("stem role" if role_of(tally.module) == LayerRole.STEM
                       else "binary spike input" if charged == "ac" else "non-binary input")
-            per_step = tally.per_step.tolist() if tally.per_step is not None else []
+            steps = len(tally.per_step)
             rows.append(LayerOps(
                 name=tally.name, kind=type(tally.module).__name__, charged_as=charged, reason=reason,
-                calls=tally.calls, macs_per_step=tally.dense / (self.timesteps * n),
+                calls=tally.calls, steps=steps, macs_per_step=tally.dense / (steps * n),
                 input_rate=tally.nonzero / max(tally.elements, 1),
                 weight_density=tally.weight_nonzero / max(tally.weight_elements, 1),
                 conventional_ac=tally.conv_ac / n, conventional_mac=tally.conv_mac / n,
                 exact_ac=tally.exact_ac / n, exact_mac=tally.exact_mac / n,
-                exact_per_step=[p / n for p in per_step],
+                exact_per_step=[p / n for p in tally.per_step],
             ))
         neurons = tuple(NeuronRate(name, spikes / total, total)
                         for name, (spikes, total) in self._neurons.items() if total)

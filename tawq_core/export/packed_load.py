@@ -22,7 +22,9 @@ from tawq_core.errors import CheckpointError, ConfigError, TawqError
 from tawq_core.export.inference import FrozenQuantizer
 from tawq_core.export.packed_format import check_layer, read_packed
 from tawq_core.layers import is_quantized, quantized_layer_type
+from tawq_core.quantization import temporal_layers
 from tawq_core.quantizer import PackedWeight, Quantizer
+from tawq_core.time_layout import install_time_layout
 
 
 def _quantizer(name: str, info: dict[str, Any]) -> Quantizer:
@@ -101,6 +103,7 @@ def load_packed(path: str | Path, model: nn.Module | None = None, device: torch.
         check_layer(quantizers[qname], packed, name, p)
         effective = quantizers[qname].unpack(packed)
         _swap(model, name, layer, effective, FrozenQuantizer(quantizers[qname], effective, packed.timesteps, packed))
+    install_time_layout(model, temporal_layers(model))
     state = {k[3:]: v for k, v in tensors.items() if k.startswith("fp/")}
     latent = {f"{name}.weight" for name in record["layers"]}
     own = {k for k in model.state_dict() if k not in latent}

@@ -158,17 +158,38 @@ def test_several_batches_average_per_sample_and_modes_are_restored():
     assert torch.equal(norm.running_mean, stats)
 
 
-def test_layer_input_that_is_not_time_major_is_a_shape_error():
-    class PerStep(nn.Module):
+class PerStep(nn.Module):
+    """The snntorch idiom: the layer is called once per timestep on [B, F]."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.stack([self.fc(x_t) for x_t in x])
+
+
+def test_per_step_calls_count_the_same_as_one_time_major_call():
+    model = PerStep()
+    x = (torch.rand(3, 5, 4) > 0.5).float()
+    per_step = count_ops(model, x).layers[0]
+    whole = count_ops(nn.Sequential(model.fc), x).layers[0]
+    assert per_step.steps == whole.steps == 3 and per_step.calls == 3
+    assert per_step.exact_per_step == pytest.approx(whole.exact_per_step)
+    assert per_step.conventional_ac == pytest.approx(whole.conventional_ac)
+
+
+def test_layer_input_that_is_not_t_b_or_t_times_b_is_a_shape_error():
+    class Chunked(nn.Module):
         def __init__(self):
             super().__init__()
             self.fc = nn.Linear(4, 2)
 
         def forward(self, x: Tensor) -> Tensor:
-            return torch.stack([self.fc(x_t) for x_t in x])  # single-step calls on [B, F]
+            return self.fc(x.flatten(0, 1)[:4])  # 4 rows: neither T*B=6, B=2 nor [T, B, ...]
 
-    with pytest.raises(ShapeError, match="not T-major"):
-        count_ops(PerStep(), torch.zeros(2, 3, 4))
+    with pytest.raises(ShapeError, match=r"neither \[T, B, ...\]"):
+        count_ops(Chunked(), torch.zeros(3, 2, 4))
 
 
 def test_no_forward_and_changing_t_are_errors():
