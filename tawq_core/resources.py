@@ -21,6 +21,9 @@ The estimate, in bytes:
   warned about because its real need may be two or three times the estimate;
 * one input batch.
 
+The meta forward is run at T = 1, 2 and 3 and extrapolated to the run's T (`activation_bytes_at`), so the
+estimate takes the same time at T = 4 and at T = 10^6, and an absurd T is refused at once.
+
 The dataset's in-RAM size (tensors and arrays the dataset objects hold; memory-mapped and lazily decoded
 files count as 0) is reported beside it. Once loaded it is already resident, so it is part of what
 ``MemAvailable`` no longer offers rather than something added to the need.
@@ -143,7 +146,7 @@ def _meta_effective_weights(model: nn.Module, timesteps: int) -> Iterator[list[i
     total = [0]
     for layer in layers:
         w = layer.weight
-        shape = (layer.timesteps, *w.shape) if getattr(layer.quantizer, "temporal", False) else tuple(w.shape)
+        shape = (timesteps, *w.shape) if getattr(layer.quantizer, "temporal", False) else tuple(w.shape)
         total[0] += math.prod(shape) * w.element_size()
         layer.effective_weight = lambda shape=shape, dtype=w.dtype: torch.empty(shape, dtype=dtype, device="meta")
     try:
@@ -184,6 +187,39 @@ def activation_bytes(model: nn.Module, input_shape: Sequence[int], dtype: torch.
     return total[0] + weights[0]
 
 
+#: Above this many timesteps, activations are measured at T = 1, 2, 3 and extrapolated (see below).
+MEASURED_TIMESTEPS = 3
+
+
+def activation_bytes_at(model: nn.Module, timesteps: int, batch_shape: Sequence[int]) -> int:
+    """`activation_bytes` for ``[timesteps, *batch_shape]`` in a time that does not grow with T.
+
+    The meta forward still loops over T in every neuron, so at T = 10^4 it took seconds and at 10^6 it
+    hung before the run could be refused. A spiking network's activations are a polynomial in T of
+    degree <= 1 (per-step states and spikes, ``[T, *w]`` effective weights, plus T-independent parts);
+    they are measured at T = 1, 2, 3 and extrapolated with the quadratic through those points, which is
+    exact for any activation count of degree <= 2 in T (time-mixing attention included). The quantized
+    layers are switched to each T for the measurement and back afterwards.
+    """
+    from tawq_core.quantization import quantized_layers, set_timesteps
+
+    original = {layer.timesteps for _, layer in quantized_layers(model)}
+    if timesteps <= MEASURED_TIMESTEPS or len(original) > 1:  # (mixed T cannot be restored: measure as is)
+        return activation_bytes(model, (timesteps, *batch_shape))
+    measured = []
+    try:
+        for t in (1, 2, 3):
+            if original:
+                set_timesteps(model, t)
+            measured.append(activation_bytes(model, (t, *batch_shape)))
+    finally:
+        if original:
+            set_timesteps(model, original.pop())
+    a1, a2, a3 = measured
+    n = timesteps - 1
+    return a1 + n * (a2 - a1) + n * (n - 1) // 2 * (a3 - 2 * a2 + a1)
+
+
 def estimate_training_memory(model: nn.Module, sample_shape: Sequence[int], timesteps: int, batch_size: int,
                              datasets: Sequence[Any] = (), amp: bool = False) -> MemoryEstimate:
     """What one AdamW training step of `model` on batches ``[T, B, *sample_shape]`` needs (see module doc).
@@ -197,7 +233,7 @@ def estimate_training_memory(model: nn.Module, sample_shape: Sequence[int], time
     parameters = sum(p.numel() * p.element_size() for p in params)
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
     input_shape = (timesteps, batch_size, *sample_shape)
-    activations = activation_bytes(model, input_shape) // (2 if amp else 1)
+    activations = activation_bytes_at(model, timesteps, (batch_size, *sample_shape)) // (2 if amp else 1)
     return MemoryEstimate(
         parameters=parameters, gradients=trainable, optimizer=OPTIMIZER_STATES * trainable, buffers=buffers,
         activations=int(ACTIVATION_FACTOR * activations), inputs=math.prod(input_shape) * 4,
@@ -228,7 +264,8 @@ def check_training_memory(model: nn.Module, sample_shape: Sequence[int], timeste
     if estimate.training > available:
         raise ConfigError(
             f"training needs {estimate.describe()}, more than the {_gib(available)} free{where}; "
-            f"use a smaller --batch-size (now {batch_size}) or a smaller model, or a machine with more memory"
+            f"use a smaller --batch-size (now {batch_size}) or a smaller model, fewer timesteps (now {timesteps}), "
+            "or a machine with more memory"
         )
     if estimate.training > WARN_FRACTION * available:
         say(f"warning: training needs {estimate.describe()}, {100 * estimate.training / available:.0f}% of the "
