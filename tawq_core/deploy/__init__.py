@@ -78,7 +78,10 @@ def deploy_packed_layer(template: nn.Module, packed: PackedWeight, quantizer: Qu
     source = source_of(quantizer)
     form = _form(packed, source, geometry, TemporalLayout(layout))
     form.use_kernels = chosen is DeployBackend.CPU
-    return DeployedLayer.like(template, form, packed.timesteps, packed.quantizer)
+    layer = DeployedLayer.like(template, form, packed.timesteps, packed.quantizer)
+    # what re-export writes back (tawq_core.export.packed_deployed): plain JSON, no arrays
+    layer.quantizer_config, layer.packed_meta = source.config(), dict(packed.meta)
+    return layer
 
 
 def _replace(model: nn.Module, replacements: dict[int, nn.Module]) -> None:

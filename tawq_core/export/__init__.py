@@ -21,6 +21,7 @@ from tawq_core.export.errors import ExportError
 from tawq_core.export.nir_export import NirReport, export_nir
 from tawq_core.export.nir_run import run_nir
 from tawq_core.export.onnx_export import OnnxReport, export_onnx
+from tawq_core.export.packed_deployed import deployed_layers
 from tawq_core.export.packed_format import PackedReport, read_packed, write_packed
 from tawq_core.export.packed_load import load_packed
 from tawq_core.finite import require_finite
@@ -34,7 +35,7 @@ __all__ = ["FORMATS", "ExportError", "NirReport", "OnnxReport", "PackedReport", 
 
 
 def _timesteps(model: nn.Module, timesteps: int | None, example: Tensor | None) -> int:
-    found = {layer.timesteps for _, layer in quantized_layers(model)}
+    found = {layer.timesteps for _, layer in [*quantized_layers(model), *deployed_layers(model)]}
     if example is not None:
         found.add(int(example.shape[0]))
     if timesteps is not None:
@@ -84,6 +85,9 @@ def export(model: nn.Module, format: str, path: str | Path, *, example: Tensor |
         raise ConfigError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
     require_finite(model.state_dict(), "cannot export", "a model with NaN/inf weights computes nothing useful "
                    "(did training diverge, or was the checkpoint edited?); retrain it", ExportError)
+    if format != "tawq" and deployed_layers(model):
+        raise ConfigError(f"a deployed model (tawq kernels) exports to the tawq format only; for {format}, export "
+                          "the fake-quant model (tawq_core.load_packed(path, deploy=False))")
     T = _timesteps(model, timesteps, example)
     if format == "tawq":
         if options:
@@ -94,7 +98,9 @@ def export(model: nn.Module, format: str, path: str | Path, *, example: Tensor |
                               quantizer_options=quantizer_options)
         if verify and name is not None:
             x = _example(model, T, example, sample_shape, batch_size, seed, model_options)
-            report = replace(report, bit_exact=_same_outputs(model, load_packed(path), x))
+            # a deployed model is compared with its deployed reload, a fake-quant one with its fake-quant reload
+            reloaded = load_packed(path, deploy=bool(deployed_layers(model)))
+            report = replace(report, bit_exact=_same_outputs(model, reloaded, x))
             if not report.bit_exact:
                 Path(path).unlink()
                 raise ExportError(f"the model reloaded from {path} does not reproduce the model's outputs; "

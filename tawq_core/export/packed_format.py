@@ -31,9 +31,8 @@ from torch import Tensor, nn
 
 from tawq_core.checkpoint import atomic_path
 from tawq_core.errors import CheckpointError, ConfigError
-from tawq_core.export.inference import source_of
+from tawq_core.export.packed_deployed import packed_layers
 from tawq_core.finite import require_finite
-from tawq_core.quantization import quantized_layers
 from tawq_core.quantizer import PackedWeight, Quantizer
 from tawq_core.roles import role_of
 
@@ -98,25 +97,24 @@ def write_packed(model: nn.Module, path: str | Path, *, timesteps: int, model_na
     layers: dict[str, Any] = {}
     payload = scales = numel = 0
     latent_keys: set[str] = set()
-    quantizers: dict[str, Quantizer] = {}
+    quantizers: dict[str, dict[str, Any]] = {}  # name -> config()
     with torch.no_grad():
-        for name, layer in quantized_layers(model):
-            if layer.timesteps != timesteps:
-                raise ConfigError(f"layer {name!r} runs at T={layer.timesteps}, the export at T={timesteps}; "
+        for entry in packed_layers(model):  # fake-quant layers and deployed layers (re-export)
+            name, packed = entry.name, entry.packed
+            if packed.timesteps != timesteps:
+                raise ConfigError(f"layer {name!r} runs at T={packed.timesteps}, the export at T={timesteps}; "
                                   "use one T (tawq_core.set_timesteps)")
-            packed = layer.quantizer.pack(layer.weight, layer.timesteps)
-            source = source_of(layer.quantizer)
-            quantizers[source.name] = source
+            quantizers[entry.quantizer] = entry.config
             for part, table in (("payload", packed.payload), ("scales", packed.scales)):
                 for key, t in table.items():
                     tensors[f"q/{name}/{part}/{key}"] = t.detach().to("cpu", copy=True).contiguous()
-            layers[name] = {"quantizer": source.name, "kind": type(layer).__name__, "shape": list(packed.shape),
+            layers[name] = {"quantizer": entry.quantizer, "kind": entry.kind, "shape": list(packed.shape),
                             "timesteps": packed.timesteps, "meta": packed.meta,
                             "payload": sorted(packed.payload), "scales": sorted(packed.scales)}
             payload += packed.payload_bytes
             scales += packed.scale_bytes
             numel += packed.numel
-            latent_keys.add(f"{name}.weight" if name else "weight")
+            latent_keys |= entry.not_fp
     fp = 0
     for key, t in model.state_dict().items():
         if key in latent_keys or not isinstance(t, Tensor):
@@ -129,7 +127,7 @@ def write_packed(model: nn.Module, path: str | Path, *, timesteps: int, model_na
         "format": FORMAT, "format_version": FORMAT_VERSION, "tawq_version": __version__,
         "torch_version": torch.__version__, "model": model_name, "model_options": model_options or {},
         "timesteps": timesteps, "layers": layers, "policy": _policy(model, list(layers)),
-        "quantizers": {n: {"config": q.config(), "options": quantizer_options or {}} for n, q in quantizers.items()},
+        "quantizers": {n: {"config": c, "options": quantizer_options or {}} for n, c in quantizers.items()},
     }
     try:
         header = {META_KEY: json.dumps(record, sort_keys=True)}

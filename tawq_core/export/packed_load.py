@@ -1,4 +1,9 @@
-"""`load_packed`: rebuild a model from a packed tawq file, bit-exactly, without its latent weights.
+"""`load_packed`: rebuild a model from a packed tawq file, without its latent weights.
+
+Two forms. The deployed form (default) puts a `tawq_core.deploy` layer built straight from each layer's
+packed codes where the quantized layer goes: only the packed representation stays resident and tawq's
+kernels run it (outputs equal the fake-quant model's within float rounding of the scale). The fake-quant
+form (``deploy=False``, below) reproduces the exported model's outputs bit for bit.
 
 The model is created from the recorded plugin name and options (or handed in as a fresh fp32
 skeleton, for models that are not tawq plugins: spikingjelly or snntorch networks). Each recorded
@@ -12,6 +17,7 @@ weights and frozen: a loaded model is for inference, not for further quantizatio
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,31 +73,64 @@ def _build(record: dict[str, Any], model: nn.Module | None, path: Path) -> nn.Mo
     return create("model", record["model"], **_model_options(record))
 
 
-def _swap(model: nn.Module, name: str, layer: dict[str, Any], effective: Tensor, quantizer: FrozenQuantizer) -> None:
+def _template(model: nn.Module, name: str, layer: dict[str, Any]) -> nn.Module:
+    """The skeleton's float layer where the file's quantized layer `name` goes, checked to fit."""
     try:
         module = model.get_submodule(name)
     except AttributeError:
         raise CheckpointError(f"the model has no layer {name!r} recorded in the packed file; rebuild the "
                               "architecture it was exported from") from None
-    quant_type = quantized_layer_type(module)
-    if quant_type is None or tuple(module.weight.shape) != tuple(layer["shape"]):
+    if quantized_layer_type(module) is None or tuple(module.weight.shape) != tuple(layer["shape"]):
         raise CheckpointError(f"layer {name!r} is {type(module).__name__} {tuple(getattr(module, 'weight', []).shape)}"
                               f", the packed file holds {layer['kind']} {tuple(layer['shape'])}; wrong architecture")
-    new = quant_type.from_float(module, quantizer, quantizer.timesteps)
-    with torch.no_grad():
-        new.weight.copy_(effective.mean(0) if quantizer.temporal else effective)
-    new.weight.requires_grad_(False)
+    return module
+
+
+def _set(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
 
 
-def load_packed(path: str | Path, model: nn.Module | None = None, device: torch.device | str = "cpu") -> nn.Module:
-    """Rebuild the model stored in a packed tawq file (eval mode); `model` is an fp32 skeleton to fill instead
-    of creating the recorded plugin model. Never executes pickled code."""
-    p = Path(path)
-    tensors, record = read_packed(p)
-    model = _build(record, model, p)
+def _swap(model: nn.Module, name: str, layer: dict[str, Any], effective: Tensor, quantizer: FrozenQuantizer) -> None:
+    module = _template(model, name, layer)
+    new = quantized_layer_type(module).from_float(module, quantizer, quantizer.timesteps)
+    with torch.no_grad():
+        new.weight.copy_(effective.mean(0) if quantizer.temporal else effective)
+    new.weight.requires_grad_(False)
+    _set(model, name, new)
+
+
+@dataclass(frozen=True)
+class LoadedPacked:
+    """A model rebuilt from a packed file and the file's header record (timesteps, model options...)."""
+
+    model: nn.Module
+    record: dict[str, Any]
+
+
+def _state(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k[3:]: v for k, v in tensors.items() if k.startswith("fp/")}
+
+
+def _check_fits(own: set[str], state: dict[str, Tensor]) -> None:
+    if own != set(state):
+        missing, extra = sorted(own - set(state)), sorted(set(state) - own)
+        raise CheckpointError(f"packed file does not fit this model (missing: {missing[:3]}, unexpected: "
+                              f"{extra[:3]}); rebuild the architecture it was exported from")
+
+
+def _load_state(model: nn.Module, state: dict[str, Tensor]) -> None:
+    try:
+        model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise CheckpointError(f"packed file does not fit this model ({str(exc).splitlines()[-1].strip()}); "
+                              "rebuild the architecture it was exported from") from None
+
+
+def _layers(p: Path, record: dict[str, Any], tensors: dict[str, Tensor]) -> dict[str, tuple[PackedWeight, Quantizer]]:
+    """Every recorded layer's packed weight (checked by its quantizer) and the quantizer that reads it."""
     quantizers: dict[str, Quantizer] = {}
+    layers = {}
     for name, layer in record["layers"].items():
         qname = layer["quantizer"]
         if qname not in quantizers:
@@ -101,19 +140,64 @@ def load_packed(path: str | Path, model: nn.Module | None = None, device: torch.
                 raise CheckpointError(f"{p} needs quantizer {qname!r} to unpack: {exc}") from None
         packed = _packed(name, layer, tensors)
         check_layer(quantizers[qname], packed, name, p)
-        effective = quantizers[qname].unpack(packed)
-        _swap(model, name, layer, effective, FrozenQuantizer(quantizers[qname], effective, packed.timesteps, packed))
-    install_time_layout(model, temporal_layers(model))
-    state = {k[3:]: v for k, v in tensors.items() if k.startswith("fp/")}
+        layers[name] = (packed, quantizers[qname])
+    return layers
+
+
+def _deployed(model: nn.Module, record: dict[str, Any], tensors: dict[str, Tensor],
+              layers: dict[str, tuple[PackedWeight, Quantizer]], backend: str) -> None:
+    """Fill the fp32 skeleton's full-precision state, then put a deployed layer built from the packed
+    codes (`deploy_packed_layer`) where each quantized layer goes: no float effective weight is formed."""
+    from tawq_core.deploy import deploy_packed_layer
+
     latent = {f"{name}.weight" for name in record["layers"]}
-    own = {k for k in model.state_dict() if k not in latent}
-    if own != set(state):
-        missing, extra = sorted(own - set(state)), sorted(set(state) - own)
-        raise CheckpointError(f"packed file does not fit this model (missing: {missing[:3]}, unexpected: "
-                              f"{extra[:3]}); rebuild the architecture it was exported from")
-    try:
-        model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        raise CheckpointError(f"packed file does not fit this model ({str(exc).splitlines()[-1].strip()}); "
-                              "rebuild the architecture it was exported from") from None
-    return model.to(device).eval()
+    state = _state(tensors)
+    _check_fits({k for k in model.state_dict() if k not in latent}, state)
+    _load_state(model, state)
+    for name, (packed, quantizer) in layers.items():
+        template = _template(model, name, record["layers"][name])
+        _set(model, name, deploy_packed_layer(template, packed, quantizer, backend=backend))
+
+
+def _fake_quant(model: nn.Module, record: dict[str, Any], tensors: dict[str, Tensor],
+                layers: dict[str, tuple[PackedWeight, Quantizer]]) -> None:
+    """Today's bit-exact form: fake-quant layers serving ``unpack(payload, scales)`` (export verification)."""
+    for name, (packed, quantizer) in layers.items():
+        effective = quantizer.unpack(packed)
+        _swap(model, name, record["layers"][name], effective,
+              FrozenQuantizer(quantizer, effective, packed.timesteps, packed))
+    install_time_layout(model, temporal_layers(model))
+    latent = {f"{name}.weight" for name in record["layers"]}
+    state = _state(tensors)
+    _check_fits({k for k in model.state_dict() if k not in latent}, state)
+    _load_state(model, state)
+
+
+def load_packed_file(path: str | Path, model: nn.Module | None = None, device: torch.device | str = "cpu",
+                     deploy: bool = True) -> LoadedPacked:
+    """`load_packed`, also returning the file's header record."""
+    p = Path(path)
+    tensors, record = read_packed(p)
+    model = _build(record, model, p)
+    layers = _layers(p, record, tensors)
+    if not deploy:
+        _fake_quant(model, record, tensors, layers)
+        return LoadedPacked(model.to(device).eval(), record)
+    _deployed(model, record, tensors, layers, torch.device(device).type)
+    model = model.to(device).eval()
+    for param in model.parameters():  # an inference module: the stem, head and norms are frozen too
+        param.requires_grad_(False)
+    return LoadedPacked(model, record)
+
+
+def load_packed(path: str | Path, model: nn.Module | None = None, device: torch.device | str = "cpu",
+                deploy: bool = True) -> nn.Module:
+    """Rebuild the model stored in a packed tawq file, in eval mode; never executes pickled code.
+
+    ``deploy=True`` (default): the deployed form, built straight from the packed codes
+    (`tawq_core.deploy.deploy_packed_layer` on `device`'s backend): quantized layers keep only their packed
+    representation resident and run tawq's kernels. ``deploy=False``: the fake-quant model that reproduces
+    the exported model's outputs bit for bit (what ``export(..., verify=True)`` checks). `model` is an fp32
+    skeleton to fill instead of creating the recorded plugin model.
+    """
+    return load_packed_file(path, model, device, deploy).model

@@ -25,7 +25,7 @@ def test_reload_is_bit_exact(name, quantizer, tiny_model, make_inputs, tmp_path)
     model, options = tiny_model(name, quantizer=quantizer)
     report = tawq_core.export(model, "tawq", tmp_path / "m.tawq", model_name=name, model_options=options)
     assert report.bit_exact is True
-    loaded = tawq_core.load_packed(tmp_path / "m.tawq")
+    loaded = tawq_core.load_packed(tmp_path / "m.tawq", deploy=False)  # the fake-quant form
     x = make_inputs(model, 4, seed=7)
     assert torch.equal(_outputs(loaded, x), _outputs(model, x))
     assert not loaded.training
@@ -70,7 +70,7 @@ def test_model_without_a_registry_name_loads_into_a_skeleton(mlp, make_inputs, t
     with pytest.raises(CheckpointError, match="load_packed\\(path, model="):
         load_packed(tmp_path / "m.tawq")
     skeleton = tawq_core.create("model", "mlp", **options)
-    loaded = load_packed(tmp_path / "m.tawq", model=skeleton)
+    loaded = load_packed(tmp_path / "m.tawq", model=skeleton, deploy=False)
     x = make_inputs(model, 3)
     assert torch.equal(_outputs(loaded, x), _outputs(model, x))
     with pytest.raises(CheckpointError, match="does not fit|wrong architecture"):
