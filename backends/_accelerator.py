@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from tawq_core import Backend, Measurement, MeterReading, Timer
+from tawq_core.backend import peak_memory_measurement
 
 
 class EventTimer(Timer):
@@ -75,8 +76,8 @@ class AcceleratorBackend(Backend):
 
     @contextmanager
     def peak_memory(self) -> Iterator[MeterReading]:
-        """Peak bytes held by tensors on the device during the region, including those allocated before it
-        (weights): ``max_memory_allocated`` after ``reset_peak_memory_stats``. The caching allocator's
+        """Bytes held by tensors on the device: ``max_memory_allocated`` after ``reset_peak_memory_stats`` (the
+        absolute peak, weights included) minus ``memory_allocated`` at the start. The caching allocator's
         reserved-but-free blocks are not counted; they are recorded in the details."""
         self.require()
         api = self._api()
@@ -87,12 +88,11 @@ class AcceleratorBackend(Backend):
         yield reading
         api.synchronize(self.index)
         peak = int(api.max_memory_allocated(self.index))
-        reading.result = Measurement(
-            float(peak), "B",
-            f"{self.api_name}.max_memory_allocated after reset_peak_memory_stats before the region: peak bytes "
-            "held by tensors on the device, including those resident before the region (weights, inputs)",
-            {"baseline_bytes": baseline, "region_increase_bytes": peak - baseline,
-             "reserved_bytes": int(api.max_memory_reserved(self.index))},
+        reading.result = peak_memory_measurement(
+            peak, baseline,
+            f"bytes held by tensors on the device: peak = {self.api_name}.max_memory_allocated after "
+            f"reset_peak_memory_stats before the region; baseline = {self.api_name}.memory_allocated at the start",
+            reserved_bytes=int(api.max_memory_reserved(self.index)),
         )
 
 

@@ -18,7 +18,8 @@ import torch
 
 from tawq_backends.rapl import DEFAULT_ROOT, MIN_WINDOW_S, rapl_availability, rapl_energy
 from tawq_core import Availability, Backend, Measurement, MeterReading, Timer, hookimpl
-from tawq_core.hardware import cpu_model_name
+from tawq_core.backend import peak_memory_measurement
+from tawq_core.plugin import cpu_model_name
 
 PROC_STATUS = Path("/proc/self/status")
 PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -76,13 +77,14 @@ def _max_rss_bytes() -> int:
 
 
 PEAK_RSS_METHOD = (
-    "peak resident set size added by the region: /proc/self/status VmHWM (reset to the current RSS "
-    "through /proc/self/clear_refs before the region, after gc and malloc_trim) minus the RSS at the "
-    "start; whole process, all threads, excludes memory held before the region (e.g. the weights)"
+    "resident set size of the whole process (all threads): peak = /proc/self/status VmHWM, reset to the "
+    "current RSS through /proc/self/clear_refs before the region (after gc and malloc_trim); baseline = "
+    "VmRSS at the start"
 )
 MAXRSS_METHOD = (
     "growth of the process's lifetime RSS high-water mark (getrusage ru_maxrss) over the region; a lower "
-    "bound on what the region added, because the peak could not be reset here"
+    "bound on what the region added, because the peak could not be reset here (baseline = the earlier "
+    "high-water mark, not the RSS at the start)"
 )
 
 
@@ -115,14 +117,13 @@ class CpuBackend(Backend):
         if baseline is not None and _reset_rss_peak():
             yield reading
             peak = _status_bytes("VmHWM") or 0
-            reading.result = Measurement(float(max(peak - baseline, 0)), "B", PEAK_RSS_METHOD,
-                                         {"peak_rss_bytes": peak, "baseline_rss_bytes": baseline})
+            reading.result = peak_memory_measurement(peak, baseline, PEAK_RSS_METHOD)
             return
         before = _max_rss_bytes()
         yield reading
-        grown = _max_rss_bytes() - before
-        if grown > 0:
-            reading.result = Measurement(float(grown), "B", MAXRSS_METHOD)
+        after = _max_rss_bytes()
+        if after > before:
+            reading.result = peak_memory_measurement(after, before, MAXRSS_METHOD)
         else:
             reading.result = Measurement.unavailable(
                 "B", "the region stayed below the process's earlier RSS peak and that peak cannot be reset "

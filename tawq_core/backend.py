@@ -50,6 +50,24 @@ class MeterReading:
         self.result: Measurement = Measurement.unavailable(unit, "measurement not finished")
 
 
+#: The one meaning of "peak memory" on every backend, so the matrix column compares across them.
+PEAK_MEMORY_DEFINITION = (
+    "peak in-region increase: the most memory in use during the region minus what was in use when it began "
+    "(weights and inputs resident before the region are not counted); the absolute peak is in details"
+)
+
+
+def peak_memory_measurement(peak_bytes: int, baseline_bytes: int, method: str, **details: object) -> Measurement:
+    """A `Backend.peak_memory` result: value = the in-region increase; details hold both figures.
+
+    `method` says how the backend read its two numbers (RSS, allocator statistics).
+    """
+    increase = max(int(peak_bytes) - int(baseline_bytes), 0)
+    return Measurement(float(increase), "B", f"{PEAK_MEMORY_DEFINITION}; {method}",
+                       {"region_increase_bytes": increase, "absolute_peak_bytes": int(peak_bytes),
+                        "baseline_bytes": int(baseline_bytes), **details})
+
+
 class Backend(ABC):
     """One kind of hardware. Subclasses are registered through the ``tawq_register_backends`` hook."""
 
@@ -83,7 +101,8 @@ class Backend(ABC):
 
     @abstractmethod
     def peak_memory(self) -> AbstractContextManager[MeterReading]:
-        """``with backend.peak_memory() as m: ...``; then ``m.result`` is the peak in bytes."""
+        """``with backend.peak_memory() as m: ...``; then ``m.result`` is the peak in-region increase in bytes
+        (`PEAK_MEMORY_DEFINITION`, built by `peak_memory_measurement`), the absolute peak in its details."""
 
     @abstractmethod
     def energy_meter(self) -> AbstractContextManager[MeterReading]:

@@ -11,6 +11,7 @@ import torch
 from tawq_backends import cpu as cpu_module
 from tawq_backends.cpu import CpuBackend
 from tawq_core import Availability, create, list_plugins
+from tawq_core.backend import PEAK_MEMORY_DEFINITION
 
 
 def test_all_three_backends_are_registered():
@@ -44,8 +45,9 @@ def test_peak_memory_sees_a_freed_allocation():
         del block  # freed before the region ends: only the peak remembers it
     result = reading.result
     assert result.value >= 0.9 * nbytes
-    assert result.details["peak_rss_bytes"] - result.details["baseline_rss_bytes"] == result.value
-    assert "VmHWM" in result.method
+    assert result.details["absolute_peak_bytes"] - result.details["baseline_bytes"] == result.value
+    assert result.details["region_increase_bytes"] == result.value
+    assert "VmHWM" in result.method and result.method.startswith(PEAK_MEMORY_DEFINITION)
 
 
 def test_peak_memory_falls_back_to_getrusage(monkeypatch):
@@ -59,7 +61,7 @@ def test_peak_memory_falls_back_to_getrusage(monkeypatch):
     monkeypatch.setattr(cpu_module, "_max_rss_bytes", lambda: next(peaks))
     with backend.peak_memory() as reading:
         pass
-    assert reading.result.value == 100 * 2**20
+    assert reading.result.value == 100 * 2**20 and reading.result.details["absolute_peak_bytes"] == 1100 * 2**20
     assert "ru_maxrss" in reading.result.method and "lower bound" in reading.result.method
 
 
