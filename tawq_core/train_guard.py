@@ -55,8 +55,8 @@ def check_batch(x: Tensor, sampler: Iterable[int] | None, step: int, batch_size:
 class WeightWatch:
     """Checks that a model's parameters and buffers stay finite after optimizer steps (see module doc)."""
 
-    def __init__(self, model: nn.Module, device: torch.device):
-        self.model = model
+    def __init__(self, model: nn.Module, device: torch.device, advice: str):
+        self.model, self.advice = model, advice
         self.every = 1 if device.type == "cpu" else DEVICE_EVERY
 
     def after_step(self, step: int, epoch: int, epochs: int, end_of_epoch: bool = False) -> None:
@@ -73,5 +73,4 @@ class WeightWatch:
             return
         name, bad = tensors[int((~flags).nonzero()[0])]
         raise TrainingDiverged(f"training diverged: weight {describe(name, bad)} became non-finite {when}; "
-                               "lower the learning rate, enable gradient clipping (grad_clip=1.0), or check the "
-                               "inputs for NaN/inf")
+                               f"{self.advice}")

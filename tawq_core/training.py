@@ -264,12 +264,14 @@ def _train_and_eval_sets(splits: DatasetSplits, config: TrainConfig) -> tuple[Da
     return train_part, val_part, "validation"
 
 
-def _diverged(loss: float, epoch: int, step: int, steps: int, config: TrainConfig) -> TrainingDiverged:
+def _advice(config: TrainConfig) -> str:
     clip = "lower grad_clip" if config.grad_clip else "enable gradient clipping (grad_clip=1.0)"
-    return TrainingDiverged(
-        f"training diverged: loss is {loss} at epoch {epoch}/{config.epochs}, step {step}/{steps}; "
-        f"lower the learning rate (lr={config.lr:g}), {clip}, or check the inputs for NaN/inf"
-    )
+    return f"lower the learning rate (lr={config.lr:g}), {clip}, or check the inputs for NaN/inf"
+
+
+def _diverged(loss: float, epoch: int, step: int, steps: int, config: TrainConfig) -> TrainingDiverged:
+    return TrainingDiverged(f"training diverged: loss is {loss} at epoch {epoch}/{config.epochs}, step "
+                            f"{step}/{steps}; {_advice(config)}")
 
 
 def train(model: nn.Module, splits: DatasetSplits, config: TrainConfig, device: torch.device | str = "cpu",
@@ -320,7 +322,7 @@ def train(model: nn.Module, splits: DatasetSplits, config: TrainConfig, device: 
 
     start = resume.restore(model, optimizer, scheduler, scaler, loader.generator) if resume else TrainingState()
     history = [EpochRecord(**record) for record in start.history]
-    watch = WeightWatch(model, device)
+    watch = WeightWatch(model, device, _advice(config))
     started = time.perf_counter() - start.seconds
     epochs_bar = progress_bar(range(start.next_epoch, config.epochs + 1), enabled=progress, desc="train",
                               unit="epoch")

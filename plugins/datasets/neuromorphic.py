@@ -17,10 +17,12 @@ from torch.utils.data import Subset
 from tawq_core import ConfigError, DatasetNotFound, DatasetSplits, Encoding, hookimpl
 
 from .common import boolean, data_root, files_with_suffix, fraction, not_found, positive_int, reading, unreadable
+from .event_layout import Layout, check_reader_labels, digit_folder, gesture_file, layout_labels, named_class_folder
 
 SHD_SOURCE = ("https://zenkelab.org/resources/spiking-heidelberg-datasets-shd/ "
               "(tonic fetches https://zenkelab.org/datasets/shd_train.h5.zip and shd_test.h5.zip)")
 SHD_KEYS = ("spikes/times", "spikes/units", "labels", "extra/keys", "extra/speaker")
+SHD_CLASSES = 20
 NMNIST_SOURCE = ("https://www.garrickorchard.com/datasets/n-mnist (Train.zip, Test.zip; tonic fetches them "
                  "from https://data.mendeley.com/datasets/468j46mzdv)")
 GESTURE_SOURCE = ("tonic's preprocessed .npy release: https://figshare.com/ndownloader/files/38022171 "
@@ -67,6 +69,10 @@ def _check_shd_file(path: Path) -> None:
         lengths = {key: len(handle[key]) for key in SHD_KEYS[:3]}
         if len(set(lengths.values())) != 1:
             raise unreadable("shd", path, f"inconsistent lengths {lengths}", SHD_SOURCE)
+        labels = handle["labels"][()]
+        if len(labels) and (labels.min() < 0 or labels.max() >= SHD_CLASSES):
+            raise unreadable("shd", path, f"labels in [{labels.min()}, {labels.max()}], outside the "
+                             f"{SHD_CLASSES} classes 0-{SHD_CLASSES - 1}", SHD_SOURCE)
 
 
 def shd(*, data_dir: str | None = None, download: bool = False, timesteps: int = 100,
@@ -94,7 +100,7 @@ def shd(*, data_dir: str | None = None, download: bool = False, timesteps: int =
                     (timesteps, channels), str(path), SHD_SOURCE)
         for is_train, path in ((True, files[0]), (False, files[1])))
     return DatasetSplits(
-        name="shd", train=train, test=test, num_classes=20, sample_shape=(channels,),
+        name="shd", train=train, test=test, num_classes=SHD_CLASSES, sample_shape=(channels,),
         encoding=Encoding.TEMPORAL, timesteps=timesteps,
         meta={"root": str(root / "SHD"), "source": SHD_SOURCE, "group": 700 // channels,
               "binning": f"tonic ToFrame n_time_bins={timesteps}, per recording"},
@@ -118,9 +124,12 @@ def nmnist(*, data_dir: str | None = None, download: bool = False, timesteps: in
 
     transform = frame_transform((34, 34, 2), (34, 34), timesteps)
     splits = []
-    for train in (True, False):
+    for train, folder in zip((True, False), folders, strict=True):
+        layout = Layout("nmnist", folder, ".bin", digit_folder, expected, NMNIST_SOURCE, record_bytes=5)
+        labels = layout_labels(layout)
         reader = open_reader("nmnist", "NMNIST", root, NMNIST_SOURCE, train=train,
                              first_saccade_only=first_saccade_only)
+        check_reader_labels(layout, labels, reader.data, reader.targets)
         splits.append(EventFrames("nmnist", reader, transform, (timesteps, 2, 34, 34), reader.data,
                                   NMNIST_SOURCE))
     return DatasetSplits(
@@ -148,8 +157,11 @@ def dvs_gesture(*, data_dir: str | None = None, download: bool = False, timestep
 
     transform = frame_transform((128, 128, 2), (width, height), timesteps)
     splits = []
-    for train in (True, False):
+    for train, folder in zip((True, False), folders, strict=True):
+        layout = Layout("dvs-gesture", folder, ".npy", gesture_file(11), expected, GESTURE_SOURCE)
+        labels = layout_labels(layout)
         reader = open_reader("dvs-gesture", "DVSGesture", root, GESTURE_SOURCE, train=train)
+        check_reader_labels(layout, labels, reader.data, reader.targets)
         splits.append(EventFrames("dvs-gesture", reader, transform, (timesteps, 2, height, width),
                                   reader.data, GESTURE_SOURCE))
     return DatasetSplits(
@@ -182,7 +194,11 @@ def cifar10_dvs(*, data_dir: str | None = None, download: bool = False, timestep
     _prepare("cifar10-dvs", "CIFAR10DVS", root, download, incomplete, expected, CIFAR10DVS_SOURCE, [{}])
     from .event_readers import EventFrames, frame_transform, open_reader
 
+    layout = Layout("cifar10-dvs", folder, ".aedat4", named_class_folder(CIFAR10_CLASSES), expected,
+                    CIFAR10DVS_SOURCE)
+    labels = layout_labels(layout)
     reader = open_reader("cifar10-dvs", "CIFAR10DVS", root, CIFAR10DVS_SOURCE)
+    check_reader_labels(layout, labels, reader.data, reader.targets)
     frames = EventFrames("cifar10-dvs", reader, frame_transform((128, 128, 2), (width, height), timesteps),
                          (timesteps, 2, height, width), reader.data, CIFAR10DVS_SOURCE)
     train_idx, test_idx = [], []
