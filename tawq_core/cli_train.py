@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from tawq_core import distributed, resources
 from tawq_core.checkpoint import WEIGHTS_NAME, _resolve, save_checkpoint, write_json
-from tawq_core.data import DatasetSplits, Encoding, encode_batch
+from tawq_core.data import DatasetSplits, Encoding, encode_batch, load_dataset
 from tawq_core.errors import ConfigError, Interrupted
 from tawq_core.overwrite import refuse_overwrite
 from tawq_core.quantizer import Quantizer, QuantMode
@@ -166,7 +166,7 @@ def train(model_name: str, dataset_name: str, quantizer_name: str | None, timest
     if distill_from is not None:  # the teacher is read, then OUT/model.safetensors written: never one file
         refuse_overwrite(out / WEIGHTS_NAME, [distill_from, _resolve(distill_from)], "--out")
     teacher = _teacher(distill_from, dataset_name, backend.device) if distill_from is not None else None
-    splits = create("dataset", dataset_name, data_dir=data_dir, download=download, **dataset_options)
+    splits = load_dataset(dataset_name, data_dir=data_dir, download=download, timesteps=timesteps, **dataset_options)
     T = _timesteps(splits, timesteps)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, grad_clip=grad_clip,

@@ -70,6 +70,31 @@ def encode_batch(x: Tensor, encoding: Encoding, timesteps: int) -> Tensor:
     return x.transpose(0, 1).contiguous()
 
 
+def load_dataset(name: str, *, data_dir: str | None = None, download: bool = False, timesteps: int | None = None,
+                 **options: Any) -> DatasetSplits:
+    """Build the registered dataset `name`: the one way `tawq train` and `tawq bench` do it.
+
+    A temporal dataset whose factory takes a ``timesteps`` option is binned into the requested T (an
+    explicit ``timesteps`` dataset option wins); one with a fixed T must match the requested T.
+    """
+    import inspect
+
+    from tawq_core.registry import create, get_registry
+
+    factory = get_registry().entry("dataset", name).factory
+    try:
+        takes_timesteps = "timesteps" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        takes_timesteps = False
+    if timesteps is not None and takes_timesteps:
+        options.setdefault("timesteps", timesteps)
+    splits = create("dataset", name, data_dir=data_dir, download=download, **options)
+    if timesteps is not None and splits.encoding is Encoding.TEMPORAL and splits.timesteps != timesteps:
+        raise ConfigError(f"dataset {name!r} has {splits.timesteps} time bins per sample; "
+                          f"use --timesteps {splits.timesteps} (got {timesteps})")
+    return splits
+
+
 class DatasetFactory(Protocol):
     """``factory(data_dir=..., download=False, **options) -> DatasetSplits``.
 

@@ -103,14 +103,17 @@ def forward_output(output: LoadOutput) -> None:
 # -- run time ------------------------------------------------------------------------------------
 
 def _frames(exc: BaseException) -> list[tuple[Any, int]]:
-    """Frames of `exc` and the exceptions it was raised from/during, innermost first."""
+    """Frames of `exc` and of the exceptions it was raised *from*, innermost first.
+
+    Not those it was raised *during* (``__context__``): tawq code failing while it handles a plugin's
+    error is tawq's bug, not the plugin's."""
     frames: list[tuple[Any, int]] = []
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         frames.extend(reversed(list(traceback.walk_tb(current.__traceback__))))
-        current = current.__cause__ or current.__context__
+        current = current.__cause__
     return frames
 
 

@@ -156,9 +156,10 @@ class Registry:
             return
         self._refused[kind][name] = [ep]
         del self._entries[kind][name]  # the first claimant loses its registration too
-        reason = (f"{kind} name {name!r} is registered by both entry point {taken.entry_point!r} of "
-                  f"{taken.distribution} and entry point {ep.name!r} of {dist}; both registrations were refused "
-                  "(rename one, or disable one distribution with TAWQ_DISABLE_PLUGINS)")
+        first, second = sorted([f"entry point {taken.entry_point!r} of {taken.distribution}",
+                                f"entry point {ep.name!r} of {dist}"])  # the same words in any install order
+        reason = (f"{kind} name {name!r} is registered by both {first} and {second}; both registrations were "
+                  "refused (rename one, or disable one distribution with TAWQ_DISABLE_PLUGINS)")
         self.failures.append(PluginFailure(taken.distribution, taken.version, taken.entry_point, reason))
         self._fail(ep, reason)
 

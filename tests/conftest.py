@@ -41,6 +41,12 @@ def broken_plugin_path(tmp_path_factory) -> Path:
     return _pip_install_target(FIXTURES / "tawq-broken", tmp_path_factory.mktemp("tawq-broken"))
 
 
+@pytest.fixture(scope="session")
+def clash_plugin_path(tmp_path_factory) -> Path:
+    """`tawq-clash`: registers `example-pow2`, the name tawq-example registers too."""
+    return _pip_install_target(FIXTURES / "tawq-clash", tmp_path_factory.mktemp("tawq-clash"))
+
+
 def run_tawq(*args: str, extra_path: list[Path] | None = None, env: dict[str, str] | None = None,
              timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the real `tawq` CLI in a fresh interpreter (so entry points are re-read)."""

@@ -12,7 +12,6 @@ quantizer, another backend) reuses whatever work the two have in common (see `ke
 from __future__ import annotations
 
 import copy
-import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,8 +29,9 @@ from tawq_core.bench.leftovers import removed_if_unused
 from tawq_core.bench.provenance import provenance
 from tawq_core.bench.report import RESULTS_FORMAT, write_outputs
 from tawq_core.bench.store import CACHE_DIR, RunStore
-from tawq_core.data import DatasetSplits, Encoding
-from tawq_core.errors import BackendUnavailable, CheckpointError, ConfigError
+from tawq_core.data import DatasetSplits, load_dataset
+from tawq_core.errors import BackendUnavailable, CheckpointError
+from tawq_core.plugin_boundary import plugin_failure
 from tawq_core.registry import check_options, create, get_registry
 from tawq_core.training import seed_everything, train
 
@@ -65,6 +65,7 @@ class Runner:
         self._splits: DatasetSplits | None = None
         self._models: dict[tuple[int, str], nn.Module] = {}
         self.computed: list[str] = []
+        self.failed: list[str] = []  # "seed/quantizer/backend" cells whose plugin code failed
         self.cached: list[str] = []
         self.records: dict[str, dict[str, Any]] = {}
         self._hardware: dict[str, dict[str, str]] = {}
@@ -106,15 +107,8 @@ class Runner:
         if self._splits is None:
             cfg = self.cfg
             self.log(f"loading dataset {cfg.dataset}")
-            options = dict(cfg.dataset_options)
-            factory = get_registry().entry("dataset", cfg.dataset).factory
-            if "timesteps" in inspect.signature(factory).parameters:  # event data: bin into T frames
-                options.setdefault("timesteps", cfg.timesteps)
-            splits = create("dataset", cfg.dataset, data_dir=cfg.data_dir, download=cfg.download, **options)
-            if splits.encoding is Encoding.TEMPORAL and splits.timesteps != cfg.timesteps:
-                raise ConfigError(f"dataset {cfg.dataset!r} has {splits.timesteps} time bins per sample; "
-                                  f"use --timesteps {splits.timesteps} (got {cfg.timesteps})")
-            self._splits = splits
+            self._splits = load_dataset(cfg.dataset, data_dir=cfg.data_dir, download=cfg.download,
+                                        timesteps=cfg.timesteps, **cfg.dataset_options)
         return self._splits
 
     # -- models ----------------------------------------------------------------------------------
@@ -244,6 +238,23 @@ class Runner:
             self._hardware[backend.name] = backend.describe()
         return self._hardware[backend.name]
 
+    def _failed(self, seed: int, quantizer: str, exc: BaseException, prov: dict) -> None:
+        """Third-party plugin code failed: record the cells as failed (never cached: a fixed plugin reruns
+        them) and go on with the other quantizers. Anything else is not the plugin's fault: re-raised."""
+        failure = plugin_failure(exc)
+        if failure is None:
+            raise exc
+        self.log(f"seed {seed} · {quantizer}: failed: {failure}")
+        mode = self.quantizer_modes[quantizer]
+        for backend in self.backends:
+            key = keys.cell_key(self.cfg, seed, quantizer, mode, backend.name, self.hardware(backend))
+            self.records.setdefault(key, {
+                "seed": seed, "quantizer": quantizer, "mode": mode, "backend": backend.name, "cell_key": key,
+                "config_hash": self.cfg.config_hash, "run_id": self.cfg.run_id, "status": "failed",
+                "reason": str(failure), "hardware": {"backend": backend.name}, "provenance": prov})
+            self.failed.append(f"{seed}/{quantizer}/{backend.name}")
+        self._models.pop((seed, quantizer), None)
+
     # -- the run ---------------------------------------------------------------------------------
     def run(self) -> BenchResult:
         """Run or resume the bench; one that fails before finishing anything leaves no empty folders."""
@@ -267,11 +278,14 @@ class Runner:
         try:
             for seed in cfg.seeds:
                 for quantizer in cfg.quantizers:
-                    stage = self.stage(seed, quantizer)
-                    if not self.store.writer:
-                        continue  # other ranks only help train and evaluate
-                    for backend in self.backends:
-                        self.cell(seed, quantizer, backend, stage, prov)
+                    try:
+                        stage = self.stage(seed, quantizer)
+                        if not self.store.writer:
+                            continue  # other ranks only help train and evaluate
+                        for backend in self.backends:
+                            self.cell(seed, quantizer, backend, stage, prov)
+                    except (Exception, SystemExit) as exc:  # noqa: B036 - plugin code may even sys.exit()
+                        self._failed(seed, quantizer, exc, prov)
                     self.write(prov, complete=False, plots=False)
                 self._models.clear()  # one seed's models at a time in memory
         except KeyboardInterrupt:
@@ -281,7 +295,8 @@ class Runner:
         results, text = {}, ""
         if self.store.writer:
             results, text = self.write(prov, complete=True, plots=True)
-            self.log(f"{len(self.computed)} cell(s) computed, {len(self.cached)} from cache; "
+            failed = f", {len(self.failed)} failed (plugin errors above)" if self.failed else ""
+            self.log(f"{len(self.computed)} cell(s) computed, {len(self.cached)} from cache{failed}; "
                      f"results in {self.run_dir}")
         return BenchResult(self.run_dir, results, text, self.computed, self.cached)
 

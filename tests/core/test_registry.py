@@ -108,7 +108,8 @@ def test_broken_plugins_are_reported_and_others_keep_working(broken_plugin_path,
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     failures = {f["entry_point"]: f for f in data["failures"]}
-    assert set(failures) == {"import-error", "hook-raises", "duplicate", "misspelled"}
+    assert set(failures) == {"import-error", "hook-raises", "duplicate", "misspelled", "exits-at-import",
+                             "argparse-at-import"}
     assert all(f["distribution"] == "tawq-broken" and f["version"] == "6.6.6" for f in failures.values())
     assert "tawq_nonexistent_dependency" in failures["import-error"]["error"]
     assert "boom while registering" in failures["hook-raises"]["error"]

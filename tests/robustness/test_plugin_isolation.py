@@ -32,7 +32,8 @@ def test_disabling_the_broken_distribution(broken_plugin_path):
     listing = results["listing"]
     assert listing.returncode == 0 and "FAILED" not in listing.stderr
     skipped = sorted(line.split()[1] for line in listing.stderr.splitlines() if line.startswith("skipped "))
-    assert skipped == ["duplicate", "fine", "hook-raises", "import-error", "misspelled"]
+    assert skipped == ["argparse-at-import", "duplicate", "exits-at-import", "fine", "hook-raises", "import-error",
+                       "misspelled", "prints-at-import", "runtime"]
     assert "disabled by TAWQ_PLUGINS/TAWQ_DISABLE_PLUGINS" in listing.stderr
     assert "broken-dist-ok" not in listing.stdout and " fp32 " in listing.stdout
     line = assert_one_line_error(results["unknown"], "unknown quantizer 'never-seen'")
