@@ -2,15 +2,18 @@
 
 Two tasks that need no downloaded files: MNIST-1D with a small 1-D SEW-ResNet, and the UCI 8x8 digits
 with a spiking MLP, both at T = 4. For every seed: fp32 is trained; ptq8 quantizes that fp32 model
-(no retraining); each QAT quantizer is trained both ways the issue asks for, from scratch (what the
-reference code does) and fine-tuned from the fp32 checkpoint of the same seed. A tenth of the training
-set is held out as a validation split (the same split for every run of a seed); the default way to
-train each quantizer is chosen on validation accuracy, never on the test set. The test accuracy is
-reported once per run, with the weights the run ended with.
+(no retraining); each QAT quantizer is trained the ways --inits asks for: from scratch (what the
+reference code does), fine-tuned from the fp32 checkpoint of the same seed, and fine-tuned with
+distillation from that fp32 model (``finetune-kd``: `TrainConfig(distill=True)`, weight and
+temperature from --distill-weight / --distill-temperature), every QAT quantizer with the same recipe.
+A tenth of the training set is held out as a validation split (the same split for every run of a
+seed); the default way to train each quantizer is chosen on validation accuracy, never on the test
+set. The test accuracy is reported once per run, with the weights the run ended with.
 
     .venv/bin/python benchmarks/accuracy_study.py                       # small scale, 2 processes
     .venv/bin/python benchmarks/accuracy_study.py --scale full --jobs 14   # the longer recipe
     .venv/bin/python benchmarks/accuracy_study.py --quick                 # smoke test: 1 seed, 1 epoch
+    .venv/bin/python benchmarks/accuracy_study.py --inits finetune,finetune-kd   # with and without distillation
 
 Prints one Markdown table per task and writes every run and the summary to JSON (--out).
 """
@@ -35,7 +38,8 @@ import tawq_core
 from tawq_core import TrainConfig, evaluate, quantize, quantized_layers, seed_everything, train
 
 VAL_FRACTION = 0.1
-QAT = ("tawq", "binary", "ternary")
+QAT = ("tawq", "mtawq", "binary", "ternary")
+FINETUNES = ("finetune", "finetune-kd")  # both start from the fp32 checkpoint of the same seed
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ class Run:
     task: str
     seed: int
     quantizer: str
-    init: str  # "fp32" (the reference itself), "scratch", "finetune" (from the fp32 checkpoint), "ptq"
+    init: str  # "fp32" (the reference itself), "scratch", "finetune" / "finetune-kd" (from fp32), "ptq"
 
 
 @dataclass
@@ -108,15 +112,20 @@ def storage_bits(model: torch.nn.Module) -> tuple[float, float]:
     return (8 * payload / weights, 8 * total / weights) if weights else (32.0, 32.0)
 
 
-def execute(task: Task, run: Run, device: str, fp32_state: dict[str, torch.Tensor] | None) -> Outcome:
+def execute(task: Task, run: Run, device: str, fp32_state: dict[str, torch.Tensor] | None,
+            distill: tuple[float, float] = (0.5, 2.0)) -> Outcome:
     """One cell of the study, in whichever process runs it (single-threaded: jobs give parallelism)."""
     torch.set_num_threads(1)
     splits = _splits(task.dataset)
     seed_everything(run.seed)
-    model = tawq_core.create("model", task.model, num_classes=splits.num_classes,
-                             sample_shape=splits.sample_shape, **task.model_options)
-    if fp32_state is not None:
-        model.load_state_dict(fp32_state)
+    def fp32_model() -> torch.nn.Module:
+        net = tawq_core.create("model", task.model, num_classes=splits.num_classes,
+                               sample_shape=splits.sample_shape, **task.model_options)
+        if fp32_state is not None:
+            net.load_state_dict(fp32_state)
+        return net
+
+    model = fp32_model()
     report = quantize(model, run.quantizer, task.timesteps) if run.quantizer != "fp32" else None
     started = time.perf_counter()
     if run.init == "ptq":
@@ -124,11 +133,13 @@ def execute(task: Task, run: Run, device: str, fp32_state: dict[str, torch.Tenso
         quantizer.calibrate(model, [])  # a no-op for ptq8 (see its docstring), kept for the protocol
         test = evaluate(model, splits.test, splits.encoding, task.timesteps, device)
     else:
-        finetune = run.init == "finetune"
+        finetune, kd = run.init in FINETUNES, run.init == "finetune-kd"
         config = TrainConfig(epochs=task.finetune_epochs if finetune else task.epochs, batch_size=task.batch_size,
                              lr=task.finetune_lr if finetune else task.lr, timesteps=task.timesteps,
-                             seed=run.seed, val_fraction=VAL_FRACTION, eval_every=0, amp=False)
-        test = train(model, splits, config, device=device, progress=False).test_accuracy
+                             seed=run.seed, val_fraction=VAL_FRACTION, eval_every=0, amp=False, distill=kd,
+                             distill_weight=distill[0], distill_temperature=distill[1])
+        teacher = fp32_model() if kd else None
+        test = train(model, splits, config, device=device, progress=False, teacher=teacher).test_accuracy
     val = evaluate_validation(model, splits, task, run.seed, device)
     bits, bits_total = storage_bits(model)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()} if run.init == "fp32" else None
@@ -157,9 +168,10 @@ def plan(tasks: dict[str, Task], seeds: list[int], quantizers: list[str], inits:
     return runs
 
 
-def run_all(tasks: dict[str, Task], runs: list[Run], jobs: int, device: str) -> list[Outcome]:
+def run_all(tasks: dict[str, Task], runs: list[Run], jobs: int, device: str,
+            distill: tuple[float, float] = (0.5, 2.0)) -> list[Outcome]:
     """fp32 and from-scratch runs start at once; PTQ and fine-tuning wait for their seed's fp32 model."""
-    waiting = [r for r in runs if r.init in ("ptq", "finetune")]
+    waiting = [r for r in runs if r.init in ("ptq", *FINETUNES)]
     ready = [r for r in runs if r not in waiting]
     done: list[Outcome] = []
 
@@ -171,19 +183,20 @@ def run_all(tasks: dict[str, Task], runs: list[Run], jobs: int, device: str) -> 
         queue: list[tuple[Run, dict[str, torch.Tensor] | None]] = [(r, None) for r in ready]
         while queue:
             run, state = queue.pop(0)
-            done.append(_log(execute(tasks[run.task], run, device, state)))
+            done.append(_log(execute(tasks[run.task], run, device, state, distill)))
             if run.init == "fp32":
                 queue += dependents(done[-1])
         return done
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-        pending: set[Future] = {pool.submit(execute, tasks[r.task], r, device, None) for r in ready}
+        pending: set[Future] = {pool.submit(execute, tasks[r.task], r, device, None, distill) for r in ready}
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
                 outcome = _log(future.result())
                 done.append(outcome)
                 if outcome.run.init == "fp32":
-                    pending |= {pool.submit(execute, tasks[d.task], d, device, s) for d, s in dependents(outcome)}
+                    pending |= {pool.submit(execute, tasks[d.task], d, device, s, distill)
+                                for d, s in dependents(outcome)}
     return done
 
 
@@ -216,14 +229,14 @@ def summarize(outcomes: list[Outcome]) -> dict[str, Any]:
             "fraction_quantized": statistics.fmean(o.fraction_quantized for o in members),
             "train_seconds": statistics.fmean(o.train_seconds for o in members),
         })
-    order = {"fp32": 0, "tawq": 1, "ptq8": 2, "binary": 3, "ternary": 4}
+    order = {"fp32": 0, "tawq": 1, "mtawq": 2, "ptq8": 3, "binary": 4, "ternary": 5}
     rows.sort(key=lambda r: (r["task"], order.get(r["quantizer"], 9), r["init"]))
     defaults = {}
     for task in {r["task"] for r in rows}:
         for q in QAT:
             candidates = [r for r in rows if r["task"] == task and r["quantizer"] == q]
             if candidates:  # higher mean validation accuracy wins; on a tie the cheaper fine-tuning
-                best = max(candidates, key=lambda r: (round(r["val"]["mean"], 6), r["init"] == "finetune"))
+                best = max(candidates, key=lambda r: (round(r["val"]["mean"], 6), r["init"] in FINETUNES))
                 defaults[f"{task}/{q}"] = best["init"]
     return {"rows": rows, "default_init": defaults}
 
@@ -241,7 +254,8 @@ def markdown(summary: dict[str, Any], tasks: dict[str, Task], seeds: list[int]) 
         for r in rows:
             chosen = summary["default_init"].get(f"{name}/{r['quantizer']}") == r["init"]
             label = {"fp32": "fp32 reference", "ptq": "PTQ of fp32", "scratch": "from scratch",
-                     "finetune": "fine-tuned from fp32"}[r["init"]] + (" (default)" if chosen else "")
+                     "finetune": "fine-tuned from fp32", "finetune-kd": "fine-tuned from fp32, distilled"
+                     }[r["init"]] + (" (default)" if chosen else "")
             t, d = r["test"], r["drop_pp"]
             val = f"{r['val']['mean']:.1f}"
             out.append(f"| {r['quantizer']} | {label} | {t['median']:.1f} | {t['mean']:.1f} ± {t['std']:.1f} | "
@@ -258,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--quantizers", default="tawq,ptq8,binary,ternary")
     parser.add_argument("--inits", default="scratch,finetune", help="how QAT quantizers start")
+    parser.add_argument("--distill-weight", type=float, default=0.5, help="finetune-kd: KL share of the loss")
+    parser.add_argument("--distill-temperature", type=float, default=2.0, help="finetune-kd: softmax temperature")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes, one thread each")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 seed, 1 epoch per run")
@@ -271,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = plan(tasks, seeds, args.quantizers.split(","), args.inits.split(","))
     print(f"{len(runs)} runs, {args.jobs} process(es), device {args.device}", file=sys.stderr)
     started = time.perf_counter()
-    outcomes = run_all(tasks, runs, args.jobs, args.device)
+    distill = (args.distill_weight, args.distill_temperature)
+    outcomes = run_all(tasks, runs, args.jobs, args.device, distill)
     summary = summarize(outcomes)
     table = markdown(summary, tasks, seeds)
     print(table)
@@ -280,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["benchmarks/accuracy_study.py", *(argv if argv is not None else sys.argv[1:])]),
         "scale": args.scale, "tasks": {n: asdict(t) for n, t in tasks.items()}, "seeds": seeds,
         "val_fraction": VAL_FRACTION, "wall_seconds": time.perf_counter() - started,
+        "distill": {"weight": distill[0], "temperature": distill[1]},
         "versions": {"tawq": tawq_core.__version__, "torch": torch.__version__, "python": platform.python_version()},
         "machine": platform.processor() or platform.machine(), "device": args.device,
         "runs": [{**asdict(o.run), **{f.name: getattr(o, f.name) for f in fields(o) if f.name not in ("run", "state")}}

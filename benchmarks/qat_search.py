@@ -2,8 +2,8 @@
 
 For each seed the preset's fp32 model is trained exactly as the bench trains it (same data, recipe,
 seed); every candidate recipe then fine-tunes a tawq copy of it, and is scored on the mnist1d
-validation split (the mnist1d package's own 1,000 held-out samples, `heldout="validation"`), which
-neither training nor the reported test accuracy uses. The recipe with the best median drop vs fp32
+validation split (10,000 generated samples of its own, `heldout="validation"`), which neither
+training nor the reported test accuracy uses. The recipe with the best median drop vs fp32
 on validation wins (ties: the cheaper one). Every finished fine-tune is appended to a JSON-lines log,
 so an interrupted search resumes; the summary is printed as Markdown (committed as docs/qat-search.md).
 
@@ -29,12 +29,12 @@ from tawq_core.training import TrainConfig, evaluate, seed_everything, train
 
 #: Candidate [qat] sections: a small grid over length, learning rate and distillation.
 CANDIDATES: dict[str, dict[str, Any]] = {
-    "e4-lr1e-3": {"epochs": 4, "lr": 1e-3},
-    "e4-lr1e-3-kd0.5": {"epochs": 4, "lr": 1e-3, "distill": True, "distill_weight": 0.5, "distill_temperature": 2.0},
-    "e8-lr1e-3": {"epochs": 8, "lr": 1e-3},
-    "e8-lr1e-3-kd0.5": {"epochs": 8, "lr": 1e-3, "distill": True, "distill_weight": 0.5, "distill_temperature": 2.0},
-    "e8-lr2e-3-kd0.5": {"epochs": 8, "lr": 2e-3, "distill": True, "distill_weight": 0.5, "distill_temperature": 2.0},
-    "e8-lr1e-3-kd0.9": {"epochs": 8, "lr": 1e-3, "distill": True, "distill_weight": 0.9, "distill_temperature": 4.0},
+    "e4": {"epochs": 4, "lr": 1e-3},
+    "e4-kd": {"epochs": 4, "lr": 1e-3, "distill": True, "distill_weight": 0.5, "distill_temperature": 2.0},
+    "e8": {"epochs": 8, "lr": 1e-3},
+    "e8-kd": {"epochs": 8, "lr": 1e-3, "distill": True, "distill_weight": 0.5, "distill_temperature": 2.0},
+    "e8-lr2e-3-kd": {"epochs": 8, "lr": 2e-3, "distill": True, "distill_weight": 0.5, "distill_temperature": 2.0},
+    "e8-kd0.9": {"epochs": 8, "lr": 1e-3, "distill": True, "distill_weight": 0.9, "distill_temperature": 4.0},
 }
 
 
