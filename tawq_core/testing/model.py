@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tawq_core.quantizer import QuantMode
 from tawq_core.roles import LayerRole, role_of
 from tawq_core.testing.subject import CheckReport, Subject, resolve
 
@@ -44,6 +45,8 @@ def _quantized(s: Subject, model: nn.Module, x: Tensor, quantizer: str, num_clas
         s.fail("quantize() found no conv/linear layer to quantize besides stem and head")
     q.train()
     y = _logits(s, q, x, num_classes, f"quantized with {quantizer!r}")
+    if layers[0][1].quantizer.mode is not QuantMode.QAT:
+        return q.eval()  # PTQ: no gradients to check
     s.call("backward through the quantized model", y.sum().backward)
     # None, not zero: a layer whose inputs never spiked on this tiny batch legitimately gets a zero gradient
     dead = [name for name, layer in layers
@@ -54,17 +57,24 @@ def _quantized(s: Subject, model: nn.Module, x: Tensor, quantizer: str, num_clas
 
 
 def _deploys(s: Subject, fp32: nn.Module, quantized: nn.Module, x: Tensor) -> None:
-    """The quantized model, packed to the tawq format and loaded back for inference, gives the same logits."""
+    """Packed to the tawq format and loaded back, the fake-quant form gives bit-identical logits; the
+    deployed form (`tawq_core.deploy`, packed weights only, kernels or the unpack fallback) the same
+    predictions and logits within float summation-order error (1e-4 of the largest)."""
+    from tawq_core.deploy import deploy
     from tawq_core.export import export, load_packed
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.safetensors"
         s.call("export to the packed tawq format", export, quantized, "tawq", path, verify=False)
-        loaded = s.call("load_packed", load_packed, path, copy.deepcopy(fp32))
+        loaded = s.call("load_packed", load_packed, path, copy.deepcopy(fp32), deploy=False)
+    deployed = s.call("tawq_core.deploy.deploy", deploy, quantized)
     with torch.no_grad():
-        same = torch.equal(quantized(x), loaded(x))
-    if not same:
+        want, reloaded, got = quantized(x), loaded(x), s.call("the deployed model's forward", deployed, x)
+    if not torch.equal(want, reloaded):
         s.fail("the quantized model, packed and loaded back (load_packed), gives different logits")
+    if tuple(got.shape) != tuple(want.shape) or not bool((want - got).abs().max() <= 1e-4 * want.abs().max()) \
+            or not torch.equal(want.argmax(-1), got.argmax(-1)):
+        s.fail("the deployed model (tawq_core.deploy) gives other logits than the quantized model")
 
 
 def check_model(model: Any, *, sample_shape: tuple[int, ...] = (3, 16, 16), num_classes: int = 3,
@@ -90,7 +100,7 @@ def check_model(model: Any, *, sample_shape: tuple[int, ...] = (3, 16, 16), num_
     _roles(s, net)
     report.passed("stem and head marked")
     quantized = _quantized(s, net, x, quantizer, num_classes)
-    report.passed(f"quantizes with {quantizer!r}; gradients reach every quantized latent weight")
+    report.passed(f"quantizes with {quantizer!r}; gradients reach every quantized latent weight (if QAT)")
     _deploys(s, net, quantized, x)
-    report.passed("packed and reloaded for inference (load_packed) with identical logits")
+    report.passed("packed and reloaded bit-exactly; deployed (tawq_core.deploy) with the same outputs")
     return report
