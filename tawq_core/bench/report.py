@@ -13,6 +13,7 @@ from typing import Any
 from tawq_core.bench.aggregate import aggregate
 from tawq_core.bench.plots import write_plots
 from tawq_core.bench.render import csv_text, markdown
+from tawq_core.bench.results_schema import check_results
 from tawq_core.bench.store import write_json_atomic, write_text_atomic
 from tawq_core.errors import ConfigError
 
@@ -51,6 +52,7 @@ def load_results(run_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"{str(path)!r} is not readable JSON ({exc}); re-run the bench to rebuild it") from None
     if not isinstance(data, dict) or data.get("format") != RESULTS_FORMAT or "records" not in data:
         raise ConfigError(f"{str(path)!r} is not a tawq results file of format {RESULTS_FORMAT}")
+    check_results(data, path)
     return data
 
 
