@@ -59,6 +59,9 @@ SEED_STATS: dict[str, tuple[str, bool]] = {
     "latency_sample_median_s": ("latency.sample_median_s", False),
     "latency_sample_p90_s": ("latency.sample_p90_s", False),
     "throughput_sps": ("latency.throughput_sps", False),
+    "latency_b1_median_s": ("latency_b1.batch_median_s", False),
+    "latency_b1_p90_s": ("latency_b1.batch_p90_s", False),
+    "resident_bytes": ("deployed.resident_bytes", False),
     "energy_conventional_j": ("energy.conventional", True),
     "energy_exact_j": ("energy.exact", True),
     "energy_measured_j": ("energy.measured", True),
@@ -80,6 +83,8 @@ EXPLAINED = {
     "energy_exact_j": "energy.exact",
     "peak_memory_b": "memory",
     "latency_batch_median_s": "latency.batch_median_s",
+    "latency_b1_median_s": "latency_b1.batch_median_s",
+    "resident_bytes": "deployed.resident_bytes",
 }
 
 
@@ -87,8 +92,19 @@ def _fp32_top1(records: list[dict[str, Any]]) -> dict[int, float]:
     return {r["seed"]: r["top1"] for r in records if r["quantizer"] == REFERENCE and r.get("top1") is not None}
 
 
+def _as_variant(record: dict[str, Any], form: str) -> dict[str, Any]:
+    """A cell record seen through one of its other forms (the fp32 row's spike-driven form): that form's
+    measurements over the record's shared ones (accuracy, storage, the energy estimates)."""
+    variant = record.get("variants", {}).get(form)
+    if variant is None:
+        return {**record, "status": "unavailable", "reason": record.get("reason", f"{form} form not measured"),
+                "variants": {}}
+    return {**record, **variant, "energy": {**record.get("energy", {}), **variant.get("energy", {})}, "variants": {}}
+
+
 def aggregate(records: list[dict[str, Any]], quantizers: list[str], backends: list[str]) -> list[dict[str, Any]]:
-    """Rows in the order quantizers × backends were asked for; missing combinations are skipped."""
+    """Rows in the order quantizers × backends were asked for, each followed by its other forms' rows (the
+    fp32 row's spike-driven form); missing combinations are skipped."""
     reference = _fp32_top1(records)
     rows = []
     for q in quantizers:
@@ -96,6 +112,8 @@ def aggregate(records: list[dict[str, Any]], quantizers: list[str], backends: li
             group = sorted((r for r in records if r["quantizer"] == q and r["backend"] == b), key=lambda r: r["seed"])
             if group:
                 rows.append(_row(q, b, group, reference))
+                for form in dict.fromkeys(f for r in group for f in r.get("variants", {})):
+                    rows.append(_row(q, b, [_as_variant(r, form) for r in group], reference))
     return rows
 
 
@@ -109,6 +127,7 @@ def _row(quantizer: str, backend: str, group: list[dict[str, Any]], reference: d
         "seeds": [r["seed"] for r in group],
         "status": "ok" if any(r.get("status") == "ok" for r in group) else "unavailable",
         "batch_size": _get(first, "latency.batch_size"),
+        "form": _get(first, "deployed.form"),
         "reasons": {},
     }
     for name, (path, is_measurement) in SEED_STATS.items():

@@ -8,6 +8,8 @@ meters) and returns plain JSON-ready dicts, so the runner can cache them as they
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from functools import cache
 from itertools import islice
 from typing import Any
 
@@ -17,7 +19,10 @@ from torch.utils.data import DataLoader
 
 from tawq_core.backend import Backend
 from tawq_core.bench.config import BenchConfig
+from tawq_core.bench.forms import TORCH_DENSE, Form, agreement, forms, layer_kernels
+from tawq_core.calibration import calibrate as fit_quantizer_state
 from tawq_core.data import DatasetSplits, encode_batch
+from tawq_core.latency import LatencyStats, measure_latency
 from tawq_core.measurement import Measurement
 from tawq_core.quantization import quantize, quantized_layers
 from tawq_core.quantizer import Quantizer, QuantMode
@@ -67,16 +72,12 @@ def model_inputs(cfg: BenchConfig, splits: DatasetSplits, dataset: Any, batch_si
 
 
 def calibrate(model: nn.Module, cfg: BenchConfig, splits: DatasetSplits, device: torch.device) -> None:
-    """Give each distinct quantizer of the model its calibration data: model-ready ``[T, B, ...]`` batches
-    of the training split, in order (deterministic)."""
+    """Fit the quantizer state of every quantized layer (`tawq_core.calibrate`) on model-ready ``[T, B, ...]``
+    batches of the training split, in order (deterministic)."""
     batch_size = cfg.train_config(cfg.seeds[0]).batch_size
     inputs = model_inputs(cfg, splits, splits.train, batch_size, cfg.measure.calibration_batches, device)
     model.to(device)
-    seen: set[int] = set()
-    for _, layer in quantized_layers(model):
-        if id(layer.quantizer) not in seen:
-            seen.add(id(layer.quantizer))
-            layer.quantizer.calibrate(model, inputs)
+    fit_quantizer_state(model, inputs)
 
 
 def accuracy(model: nn.Module, cfg: BenchConfig, splits: DatasetSplits, device: torch.device) -> float:
@@ -93,7 +94,7 @@ def storage(model: nn.Module, cfg: BenchConfig) -> dict[str, Any]:
     quantized_ids, payload, scales, quantized_numel = set(), 0, 0, 0
     for _, layer in quantized_layers(model):
         with torch.no_grad():
-            packed = layer.quantizer.pack(layer.weight.detach(), layer.timesteps)
+            packed = layer.pack()
         quantized_ids.add(id(layer.weight))
         payload, scales, quantized_numel = payload + packed.payload_bytes, scales + packed.scale_bytes, \
             quantized_numel + packed.numel
@@ -148,28 +149,70 @@ def _per_sample(m: Measurement, samples: int = 1) -> dict[str, Any]:
     return record
 
 
-def measure(model: nn.Module, cfg: BenchConfig, splits: DatasetSplits, backend: Backend) -> dict[str, Any]:
-    """Latency (per batch, per sample, throughput), peak memory and metered energy on `backend`."""
+@cache
+def measurement_code() -> dict[str, str]:
+    """Source hashes of the code that times a cell: this module (with the deploy package it uses) and the
+    deployed kernels it runs, so that editing either re-measures the cells (`keys.cell_key`)."""
+    import pkgutil
+
+    from tawq_core.bench.fingerprint import source_digest
+
+    names = [__name__]
+    try:
+        from tawq_backends import kernels
+
+        names += [f"{kernels.__name__}.{m.name}" for m in pkgutil.iter_modules(kernels.__path__)]
+    except ImportError:  # no kernels package: the deployed layers run their dense path
+        pass
+    return {name: source_digest(name) for name in names}
+
+
+def _latency_record(latency: LatencyStats, batch: int) -> dict[str, Any]:
+    return {"batch_size": batch, "batch_median_s": latency.median_s, "batch_p90_s": latency.p90_s,
+            "batch_mean_s": latency.mean_s, "sample_median_s": latency.median_s / batch,
+            "sample_p90_s": latency.p90_s / batch, "throughput_sps": batch / latency.median_s,
+            "repeats": len(latency.samples), "warmup": latency.warmup, "method": latency.method}
+
+
+def _measure_form(form: Form, x: torch.Tensor, cfg: BenchConfig, backend: Backend) -> dict[str, Any]:
+    """Latency at the measure batch (with peak memory and metered energy) and at batch 1, resident bytes."""
+    from tawq_core.deploy import resident_bytes
     from tawq_core.energy import measure_energy
-    from tawq_core.latency import measure_latency
 
-    m = cfg.measure
-    net = copy.deepcopy(model).to(backend.device).eval()
-    (x,) = model_inputs(cfg, splits, splits.test, m.batch_size, 1, backend.device)
-    batch = x.shape[1]
+    m, net, batch = cfg.measure, form.net, x.shape[1]
 
-    def forward() -> None:
-        with torch.inference_mode():
-            net(x)
+    def forward(inputs: torch.Tensor) -> Callable[[], None]:
+        def run() -> None:
+            with torch.inference_mode():
+                net(inputs)
+        return run
 
     with backend.peak_memory() as memory:
-        latency = measure_latency(backend, forward, warmup=m.warmup, repeats=m.repeats)
-    energy = measure_energy(backend, forward, min_seconds=m.energy_seconds)
+        latency = measure_latency(backend, forward(x), warmup=m.warmup, repeats=m.repeats)
+    latency_b1 = measure_latency(backend, forward(x[:, :1].contiguous()), warmup=m.warmup, repeats=m.repeats)
+    energy = measure_energy(backend, forward(x), min_seconds=m.energy_seconds)
     return {
-        "latency": {"batch_size": batch, "batch_median_s": latency.median_s, "batch_p90_s": latency.p90_s,
-                    "batch_mean_s": latency.mean_s, "sample_median_s": latency.median_s / batch,
-                    "sample_p90_s": latency.p90_s / batch, "throughput_sps": batch / latency.median_s,
-                    "repeats": len(latency.samples), "warmup": latency.warmup, "method": latency.method},
+        "latency": _latency_record(latency, batch),
+        "latency_b1": _latency_record(latency_b1, 1),
         "memory": memory.result.to_dict(),
         "energy": {"measured": _per_sample(energy, batch)},
+        "deployed": {"form": form.name, "resident_bytes": resident_bytes(net), "kernels": layer_kernels(form),
+                     "note": form.note},
     }
+
+
+def measure(model: nn.Module, cfg: BenchConfig, splits: DatasetSplits, backend: Backend) -> dict[str, Any]:
+    """Latency at batch 1 and at the measure batch, peak memory, metered energy and resident weight bytes of
+    the row's deployed form (`tawq_core.bench.forms`); the fp32 row's spike-driven form goes to
+    ``variants``. Each form's agreement with its reference (the model itself) is recorded on the same batch."""
+    (x,) = model_inputs(cfg, splits, splits.test, cfg.measure.batch_size, 1, backend.device)
+    first, *others = forms(model, backend)
+    record = _measure_form(first, x, cfg, backend)
+    if first.name != TORCH_DENSE:
+        reference = copy.deepcopy(model).to(backend.device).eval()
+        record["deployed"]["agreement"] = agreement(reference, first.net, x)
+    record["variants"] = {}
+    for form in others:
+        record["variants"][form.name] = _measure_form(form, x, cfg, backend)
+        record["variants"][form.name]["deployed"]["agreement"] = agreement(first.net, form.net, x)
+    return record

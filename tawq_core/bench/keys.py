@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from tawq_core.bench import fingerprint
+from tawq_core.bench import cells, fingerprint
 from tawq_core.bench.config import CACHE_FORMAT, REFERENCE, BenchConfig, digest
 
 
@@ -67,4 +67,5 @@ def cell_key(cfg: BenchConfig, seed: int, quantizer: str, mode: str, backend: st
     """`hardware`: the backend's `describe()`, so a results folder copied to other hardware re-measures."""
     return digest({"stage": stage_key(cfg, seed, quantizer, mode), "backend": backend,
                    "code": fingerprint.plugin("backend", backend), "hardware": hardware,
+                   "measurement": cells.measurement_code(),  # the timing code and the deployed kernels
                    "measure": dataclasses.asdict(cfg.measure), "threads": cfg.threads})

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from tawq_core.bench.aggregate import SEED_STATS
+from tawq_core.bench.config import REFERENCE
+from tawq_core.bench.forms import DEPLOYED
 
 Row = dict[str, Any]
 
@@ -53,10 +55,14 @@ def _fmt(row: Row, name: str, template: str) -> str:
 
 
 def _quantizer_label(row: Row) -> str:
-    mode = row.get("mode") or "?"
+    """``fp32 (torch dense)`` / ``fp32 (spike-driven)`` for the two fp32 forms, ``tawq (qat, init fp32)`` for a
+    deployed quantized row; any other form (the eval fallback of a backend without kernels) is named."""
+    mode, form = row.get("mode") or "?", row.get("form")
+    if row["quantizer"] == REFERENCE and form:
+        return f"{row['quantizer']} ({form})"
     if mode == "qat" and row.get("init"):
         mode = f"qat, init {row['init']}"
-    return f"{row['quantizer']} ({mode})"
+    return f"{row['quantizer']} ({mode}{'' if form in (None, DEPLOYED) else f', {form}'})"
 
 
 MARKDOWN_COLUMNS: list[tuple[str, Callable[[Row], str]]] = [
@@ -64,7 +70,8 @@ MARKDOWN_COLUMNS: list[tuple[str, Callable[[Row], str]]] = [
     ("backend", lambda r: r["backend"]),
     ("top-1 %", lambda r: _pm(r, "top1")),
     ("Δ vs fp32 (pp)", lambda r: "ref" if r["quantizer"] == "fp32" else _pm(r, "drop", signed=True)),
-    ("latency/batch ms (median / p90)", lambda r: _latency(r, "batch", 1e3, 2)),
+    ("latency batch 1 ms (median / p90)", lambda r: _latency(r, "b1", 1e3, 2)),
+    ("latency batch N ms (median / p90)", lambda r: _latency(r, "batch", 1e3, 2)),
     ("latency/sample µs (median / p90)", lambda r: _latency(r, "sample", 1e6, 1)),
     ("throughput samples/s", lambda r: _pm(r, "throughput_sps", 1.0, 0)),
     ("energy est. conventional µJ/sample", lambda r: _sig(r, "energy_conventional_j", 1e6)),
@@ -72,6 +79,7 @@ MARKDOWN_COLUMNS: list[tuple[str, Callable[[Row], str]]] = [
     ("energy measured µJ/sample", lambda r: _sig(r, "energy_measured_j", 1e6)),
     ("peak memory increase MiB", lambda r: _sig(r, "peak_memory_b", 1 / 2**20)),
     ("weights KiB", lambda r: _sig(r, "weight_bytes", 1 / 1024)),
+    ("resident weights KiB", lambda r: _sig(r, "resident_bytes", 1 / 1024)),
     ("bits/weight (quantized layers)", lambda r: _fmt(r, "bits_per_weight", "{:.2f}")),
     ("compression vs fp32", lambda r: _fmt(r, "compression", "{:.2f}×")),
     ("NeuroBench Footprint KiB", lambda r: _sig(r, "nb_footprint_b", 1 / 1024)),
@@ -99,7 +107,8 @@ def _reason_notes(rows: list[Row]) -> list[str]:
     seen: dict[tuple[str, str], list[str]] = {}
     for row in rows:
         for field, reason in row.get("reasons", {}).items():
-            seen.setdefault((field, reason), []).append(f"{row['quantizer']}/{row['backend']}")
+            form = "" if row.get("form") in (None, DEPLOYED) else f" ({row['form']})"
+            seen.setdefault((field, reason), []).append(f"{row['quantizer']}{form}/{row['backend']}")
     return [f"† {field.removesuffix('_j').removesuffix('_b').replace('_', ' ')} n/a for {', '.join(where)}: {reason}"
             for (field, reason), where in seen.items()]
 
@@ -136,7 +145,7 @@ def markdown(results: dict[str, Any], rows: list[Row]) -> str:
     return "\n".join([title, "", markdown_table(rows), "", *notes]) + "\n"
 
 
-CSV_FIELDS = ["quantizer", "backend", "mode", "init", "seeds", "status", "batch_size"]
+CSV_FIELDS = ["quantizer", "form", "backend", "mode", "init", "seeds", "status", "batch_size"]
 
 
 def csv_text(rows: list[Row]) -> str:

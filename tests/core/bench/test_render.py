@@ -27,7 +27,10 @@ def _record(quantizer, seed, top1, backend="cpu", status="ok", **extra):
         record["latency"] = {"batch_size": 64, "batch_median_s": 0.002, "batch_p90_s": 0.003,
                              "sample_median_s": 0.002 / 64, "sample_p90_s": 0.003 / 64,
                              "throughput_sps": 32000.0, "method": "perf"}
+        record["latency_b1"] = {"batch_size": 1, "batch_median_s": 0.0005, "batch_p90_s": 0.0006}
         record["memory"] = {"value": 2**20, "unit": "B", "method": "rss"}
+        record["deployed"] = {"form": "torch dense" if quantizer == "fp32" else "deployed",
+                              "resident_bytes": 4096 if quantizer == "fp32" else 2048}
     else:
         record["reason"] = "no GPU"
     record.update(extra)
@@ -81,13 +84,15 @@ def test_markdown_columns_and_notes():
     tawq = next(line for line in lines if line.startswith("| tawq"))
     cells = [c.strip() for c in tawq.strip("|").split("|")]
     assert cells[2] == "90.25 ± 1.77" and cells[3] == "-0.75 ± 0.35"
-    assert cells[4] == "2.00 / 3.00" and cells[5] == "31.2 / 46.9" and cells[6] == "32000 ± 0"
-    assert cells[7] == "2" and cells[8] == "1" and cells[9] == "n/a†"
+    assert cells[4] == "0.50 / 0.60" and cells[5] == "2.00 / 3.00" and cells[6] == "31.2 / 46.9"
+    assert cells[7] == "32000 ± 0" and cells[8] == "2" and cells[9] == "1" and cells[10] == "n/a†"
     cuda = [c.strip() for c in next(line for line in lines if "| cuda |" in line).strip("|").split("|")]
-    assert cuda[2] == "91.00 ± 1.41" and cuda[4] == cuda[5] == cuda[10] == "n/a†"
-    assert cells[11] == "1" and cells[12] == "3.20" and cells[13] == "4.00×" and cells[15] == "900"
+    assert cuda[2] == "91.00 ± 1.41" and cuda[4] == cuda[5] == cuda[6] == cuda[11] == cuda[13] == "n/a†"
+    assert cells[12] == "1" and cells[13] == "2" and cells[14] == "3.20" and cells[15] == "4.00×"
+    assert dict(zip([h.strip() for h in header.strip("|").split("|")], cells, strict=True))["params quantized"] == "900"
+    assert next(line for line in lines if line.startswith("| fp32")).startswith("| fp32 (torch dense) |")
     assert "- a stated convention" in lines
-    assert any("energy measured n/a for fp32/cpu, tawq/cpu: no RAPL here" in line for line in lines)
+    assert any("energy measured n/a for fp32 (torch dense)/cpu, tawq/cpu: no RAPL here" in line for line in lines)
     assert any("backend unavailable: no GPU" in line for line in lines)
 
 
