@@ -166,6 +166,10 @@ def train(model_name: str, dataset_name: str, quantizer_name: str | None, timest
     if distill_from is not None:  # the teacher is read, then OUT/model.safetensors written: never one file
         refuse_overwrite(out / WEIGHTS_NAME, [distill_from, _resolve(distill_from)], "--out")
     teacher = _teacher(distill_from, dataset_name, backend.device) if distill_from is not None else None
+    binned = dataset_options.pop("timesteps", None)  # --dataset-option timesteps=N: the same request as --timesteps
+    if binned is not None and timesteps is not None and binned != timesteps:
+        raise ConfigError(f"--timesteps {timesteps} and --dataset-option timesteps={binned} disagree; give one of them")
+    timesteps = timesteps if timesteps is not None else binned
     splits = load_dataset(dataset_name, data_dir=data_dir, download=download, timesteps=timesteps, **dataset_options)
     T = _timesteps(splits, timesteps)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
