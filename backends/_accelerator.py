@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from tawq_core import Backend, Measurement, MeterReading, Timer
-from tawq_core.backend import peak_memory_measurement
+from tawq_core.plugin import peak_memory_measurement
 
 
 class EventTimer(Timer):

@@ -18,8 +18,7 @@ import torch
 
 from tawq_backends.rapl import DEFAULT_ROOT, MIN_WINDOW_S, rapl_availability, rapl_energy
 from tawq_core import Availability, Backend, Measurement, MeterReading, Timer, hookimpl
-from tawq_core.backend import peak_memory_measurement
-from tawq_core.plugin import cpu_model_name
+from tawq_core.plugin import cpu_model_name, peak_memory_measurement
 
 PROC_STATUS = Path("/proc/self/status")
 PROC_CLEAR_REFS = Path("/proc/self/clear_refs")

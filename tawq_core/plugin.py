@@ -11,28 +11,38 @@ itself uses, re-exported from where it lives, so plugins and built-ins cannot dr
   `pack_patterns` / `unpack_patterns` (per-weight T-step patterns through a codebook);
 * neurons: `check_multistep` (time-major input check) and `NeuronDynamics` (the one description of a
   neuron's dynamics, returned by `Neuron.describe_dynamics`, read by the NIR/ONNX exporters);
-* backends: `cpu_model_name`.
+* quantizers reading packed files back: `packed_checks` (building blocks of `Quantizer.check_packed`);
+* CPU kernels: `njit` (numba's, degrading to uncached compilation where no cache can be written; None
+  without numba) and `UNAVAILABLE` (why numba is missing);
+* backends: `cpu_model_name`, `peak_memory_measurement` (the one definition of a peak-memory result).
 
 The contract each kind must meet is in docs/plugins.md; `tawq_core.testing` checks it.
 """
 
 from __future__ import annotations
 
+from tawq_core import packed_checks
+from tawq_core.backend import peak_memory_measurement
 from tawq_core.hardware import cpu_model_name
+from tawq_core.jit import UNAVAILABLE, njit
 from tawq_core.neuron import NeuronDynamics, check_multistep
 from tawq_core.packing import pack_digits, pack_patterns, packed_size, unpack_digits, unpack_patterns
 from tawq_core.quantizer import check_timesteps, fan_in_dims, float32_weights, straight_through
 
 __all__ = [
+    "UNAVAILABLE",
     "NeuronDynamics",
     "check_multistep",
     "check_timesteps",
     "cpu_model_name",
     "fan_in_dims",
     "float32_weights",
+    "njit",
     "pack_digits",
     "pack_patterns",
+    "packed_checks",
     "packed_size",
+    "peak_memory_measurement",
     "straight_through",
     "unpack_digits",
     "unpack_patterns",

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tawq_core.jit import UNAVAILABLE, njit  # njit is None without numba: the eager loop is used
+from tawq_core.plugin import UNAVAILABLE, njit  # njit is None without numba: the eager loop is used
 from tawq_plugins.neurons.dynamics import Dynamics, Leak
 
 SURROGATE_IDS = {"sigmoid": 0, "atan": 1}

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tawq_core.jit import UNAVAILABLE, njit  # njit is None without numba: the eager path is used
+from tawq_core.plugin import UNAVAILABLE, njit  # njit is None without numba: the eager path is used
 from tawq_plugins.quantizers.calcium import ALPHA_EPS, TAU, THETA, CalciumQuant, effective, fan_in_mean, surrogate
 
 BLOCK = 2048  # weights stepped together

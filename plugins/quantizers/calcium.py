@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tawq_core import ConfigError, PackedWeight, Quantizer, QuantMode, ShapeError, packed_checks
-from tawq_core.plugin import check_timesteps, pack_patterns, unpack_patterns
+from tawq_core import ConfigError, PackedWeight, Quantizer, QuantMode, ShapeError
+from tawq_core.plugin import check_timesteps, pack_patterns, packed_checks, unpack_patterns
 from tawq_plugins.quantizers import calcium_fused as fused
 
 TAU = 2.0  # calcium leak time constant

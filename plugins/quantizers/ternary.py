@@ -12,12 +12,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tawq_core import PackedWeight, Quantizer, QuantMode, hookimpl, packed_checks
+from tawq_core import PackedWeight, Quantizer, QuantMode, hookimpl
 from tawq_core.plugin import (
     check_timesteps,
     fan_in_dims,
     float32_weights,
     pack_digits,
+    packed_checks,
     straight_through,
     unpack_digits,
 )
