@@ -96,3 +96,28 @@ def write_cifar_bin(path: Path, labels: list[tuple[int, ...]], images: np.ndarra
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"".join(records))
     return path
+
+
+def write_image(path: Path, pixels: np.ndarray) -> Path:
+    """One ImageNet-folder image ([H, W, 3] uint8). Stored as PNG under its .JPEG name: PIL (and the reader)
+    decode by content, and PNG keeps the pixel values exact for the assertions."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format="PNG")
+    return path
+
+
+def write_mnist1d_cache(data_dir: Path, seed: int = 0) -> Path:
+    """The mnist1d cache file the plugin would generate, at its real name and array shapes, with random
+    standardized signals: a stand-in that costs no generation time."""
+    from tawq_plugins.datasets import embedded
+
+    rng = np.random.default_rng(seed)
+    arrays = {key: (rng.standard_normal(shape).astype(np.float32) if len(shape) == 2
+                    else rng.integers(0, 10, shape).astype(np.int64))
+              for key, shape in embedded.MNIST1D_SHAPES.items()}
+    path = embedded._mnist1d_cache_file(str(data_dir))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+    return path

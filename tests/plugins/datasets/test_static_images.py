@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tonic.download_utils
 import torch
-from dataset_writers import write_cifar_bin
+from dataset_writers import write_cifar_bin, write_image
 from torch.utils.data import DataLoader
 
 import tawq_core
@@ -105,15 +105,12 @@ def test_cifar_missing_files_and_failed_download(tmp_path, monkeypatch):
 
 
 def _imagenet_tree(root):
-    from PIL import Image
-
     folder = root / "imagenet"
     for split in ("train", "val"):
         for label, wnid in enumerate(["n01440764", "n01443537", "n01484850"]):
             for k in range(2):
-                pixels = np.full((30, 40, 3), 40 * label + k, dtype=np.uint8)
-                (folder / split / wnid).mkdir(parents=True, exist_ok=True)
-                Image.fromarray(pixels).save(folder / split / wnid / f"{wnid}_{k}.JPEG", format="PNG")
+                write_image(folder / split / wnid / f"{wnid}_{k}.JPEG",
+                            np.full((30, 40, 3), 40 * label + k, dtype=np.uint8))
     return folder
 
 
