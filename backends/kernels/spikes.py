@@ -22,15 +22,15 @@ _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 
 @njit(**_JIT)
 def _active(x, pad_h, pad_w, values, index, count):
-    """Per padded pixel of float32 ``x [N, C, H, W]``: its non-zero channels (index, count) and values
-    (channels-last, in `values`' dtype). Returns False when an input is not a non-negative integer."""
-    n_rows, channels, height, width = x.shape
+    """Per padded pixel of channels-last float32 ``x [N, H, W, C]``: its non-zero channels (index, count)
+    and their values (in `values`' dtype). Returns False when an input is not a non-negative integer."""
+    n_rows, height, width, channels = x.shape
     for n in range(n_rows):
         for h in range(height):
             for w in range(width):
                 found = 0
                 for c in range(channels):
-                    v = x[n, c, h, w]
+                    v = x[n, h, w, c]
                     if v != 0:
                         if not (v > 0) or v != np.floor(v):
                             return False
@@ -42,7 +42,7 @@ def _active(x, pad_h, pad_w, values, index, count):
 
 
 @njit(**_JIT)
-def _conv(values, index, count, lo, hi, geometry, weight, step_rows, scale, bias, has_bias, acc, out):
+def _conv(values, index, count, lo, hi, geometry, weight, step_rows, first_step, scale, bias, has_bias, acc, out):
     """Rows [lo, hi) of ``out[N, Co, Ho, Wo]``; `acc` is a length-Co scratch row of the accumulator dtype
     (one per call, so every thread has its own)."""
     kh, kw, sh, sw, dh, dw, groups = geometry
@@ -51,7 +51,7 @@ def _conv(values, index, count, lo, hi, geometry, weight, step_rows, scale, bias
     per_group = co // groups
     out_h, out_w = out.shape[2], out.shape[3]
     for n in range(lo, hi):
-        t = n // step_rows
+        t = first_step + n // step_rows
         tw = t if weight.shape[0] > 1 else 0
         ts = t if scale.shape[0] > 1 else 0
         for oy in range(out_h):
@@ -66,14 +66,14 @@ def _conv(values, index, count, lo, hi, geometry, weight, step_rows, scale, bias
                             c = index[n, iy, ix, a]
                             v = values[n, iy, ix, a]
                             g = c // per_group_in
-                            local = c - g * per_group_in
+                            column = weight[tw, tap, c - g * per_group_in]
                             start = g * per_group
                             if v == 1:
                                 for k in range(start, start + per_group):
-                                    acc[k] += weight[tw, tap, local, k]
+                                    acc[k] += column[k]
                             else:
                                 for k in range(start, start + per_group):
-                                    acc[k] += v * weight[tw, tap, local, k]
+                                    acc[k] += v * column[k]
                 for k in range(co):
                     r = np.float32(acc[k]) * scale[ts, k]
                     if has_bias:
@@ -83,10 +83,11 @@ def _conv(values, index, count, lo, hi, geometry, weight, step_rows, scale, bias
 
 
 def conv(x: Tensor, geometry: tuple[int, ...], padding: tuple[int, int], weight: Tensor, step_rows: int,
-         scale: Tensor, bias: Tensor | None) -> Tensor | None:
+         first_step: int, scale: Tensor, bias: Tensor | None) -> Tensor | None:
     """``conv(x, w) * scale + bias`` over the active inputs of float32 ``x [N, C, H, W]``; None when x holds
     anything but non-negative integers (the caller then takes its dense path). `weight` is int8 (int32
-    sums) or float32 (float32 sums), laid out ``[Tw, kh·kw, C/groups, Co]``."""
+    sums) or float32 (float32 sums), laid out ``[Tw, kh·kw, C/groups, Co]``; row n uses weight step
+    ``first_step + n // step_rows``."""
     kh, kw, sh, sw, dh, dw, groups = geometry
     n_rows, channels, height, width = x.shape
     padded_h, padded_w = height + 2 * padding[0], width + 2 * padding[1]
@@ -96,11 +97,12 @@ def conv(x: Tensor, geometry: tuple[int, ...], padding: tuple[int, int], weight:
     values = np.zeros((n_rows, padded_h, padded_w, channels), acc_dtype)
     index = np.zeros((n_rows, padded_h, padded_w, channels), np.int32)
     count = np.zeros((n_rows, padded_h, padded_w), np.int32)
-    if not _active(x.detach().contiguous().numpy(), padding[0], padding[1], values, index, count):
+    if not _active(x.detach().permute(0, 2, 3, 1).contiguous().numpy(), padding[0], padding[1], values, index,
+                   count):
         return None
     co = weight.shape[3]
     out = torch.empty(n_rows, co, out_h, out_w, dtype=torch.float32)
-    args = (tuple(int(v) for v in geometry), weight.numpy(), step_rows, scale.numpy(),
+    args = (tuple(int(v) for v in geometry), weight.numpy(), step_rows, first_step, scale.numpy(),
             (bias if bias is not None else scale[0]).numpy(), bias is not None)
     split_rows(lambda lo, hi: _conv(values, index, count, lo, hi, *args, np.zeros(co, acc_dtype), out.numpy()),
                n_rows, out_h * out_w * co * max(1, int(count.mean() * kh * kw)))

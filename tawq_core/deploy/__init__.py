@@ -2,7 +2,7 @@
 
 Training uses fake-quant layers (latent fp32 weights, effective weights computed on the fly). `deploy`
 turns a quantized model into its inference form: every `QuantLinear`/`QuantConv1d`/`QuantConv2d` becomes a
-`DeployedLayer` holding bit planes (tawq, mtawq, ternary, binary), int8 columns (ptq8) or, for a
+`DeployedLayer` holding bit planes (tawq, mtawq, ternary, binary), int8 codes (ptq8) or, for a
 quantizer tawq has no kernel for, the `PackedWeight` itself unpacked per forward (the documented
 fallback, reported as such by `kernels_used`). No float copy of a quantized weight stays anywhere.
 Everything else (stem, head, BatchNorm, neurons) is kept as it is, in full precision.
@@ -17,14 +17,15 @@ import torch
 from torch import nn
 
 from tawq_core.deploy.codes import integer_weights, is_builtin
-from tawq_core.deploy.forms import BitPlanes, Columns, UnpackFallback, WeightForm
+from tawq_core.deploy.forms import BitPlanes, Int8Codes, SpikeColumns, UnpackFallback, WeightForm
 from tawq_core.deploy.geometry import Geometry
 from tawq_core.deploy.layer import DeployedLayer
 from tawq_core.deploy.memory import resident_bytes
 from tawq_core.errors import ConfigError
 from tawq_core.quantizer import PackedWeight, Quantizer
+from tawq_core.time_layout import TimeLayout
 
-MAX_PLANE_LEVELS = 7  # up to 3 magnitude bit planes; wider codes (ptq8) run as int8 columns
+MAX_PLANE_LEVELS = 7  # up to 3 magnitude bit planes; wider codes (ptq8) stay int8
 
 
 class DeployBackend(str, Enum):
@@ -37,12 +38,12 @@ class DeployBackend(str, Enum):
     TORCH = "torch"
 
 
-class TemporalLayout(str, Enum):
-    """Resident layout of temporal (TaWQ) weights: bit planes (T + 1 bits per weight, the default) or
-    int8 columns per timestep (8·T bits per weight) for the spike-accumulate kernel."""
+class WeightLayout(str, Enum):
+    """Resident layout of low-bit weights: bit planes (the default: ternary 2 bits per weight, binary 1,
+    TaWQ T + 1; int8 rebuilt per call) or int8 per weight step (8 bits, 8·T for TaWQ; no rebuild)."""
 
     BITPLANES = "bitplanes"
-    COLUMNS = "columns"
+    INT8 = "int8"
 
 
 def _backend(backend: DeployBackend | str) -> DeployBackend:
@@ -53,19 +54,19 @@ def _backend(backend: DeployBackend | str) -> DeployBackend:
                           f"{[b.value for b in DeployBackend]}") from None
 
 
-def _form(packed: PackedWeight, quantizer: Quantizer, geometry: Geometry, layout: TemporalLayout) -> WeightForm:
+def _form(packed: PackedWeight, quantizer: Quantizer, geometry: Geometry, layout: WeightLayout) -> WeightForm:
     weights = integer_weights(packed, is_builtin(quantizer))
     if weights is None:
         return UnpackFallback(packed, quantizer)
     levels = int(weights.q.abs().max()) if weights.q.numel() else 0
-    if levels > MAX_PLANE_LEVELS or (weights.temporal and TemporalLayout(layout) is TemporalLayout.COLUMNS):
-        return Columns(weights.q, weights.alpha, geometry, weights.temporal)
+    if levels > MAX_PLANE_LEVELS or layout is WeightLayout.INT8:
+        return Int8Codes(weights, geometry)
     return BitPlanes(weights, geometry)
 
 
 def deploy_packed_layer(template: nn.Module, packed: PackedWeight, quantizer: Quantizer,
                         backend: DeployBackend | str = "cpu",
-                        layout: TemporalLayout | str = TemporalLayout.BITPLANES) -> nn.Module:
+                        layout: WeightLayout | str = WeightLayout.BITPLANES) -> nn.Module:
     """A deployed layer straight from `packed`; `template` (the float or fake-quant conv/linear) gives stride,
     padding, groups and bias. Never forms the float effective weights."""
     from tawq_core.export.inference import source_of
@@ -76,7 +77,7 @@ def deploy_packed_layer(template: nn.Module, packed: PackedWeight, quantizer: Qu
         raise ConfigError(f"packed weight {tuple(packed.shape)} does not fit {type(template).__name__} "
                           f"{geometry.weight_shape}")
     source = source_of(quantizer)
-    form = _form(packed, source, geometry, TemporalLayout(layout))
+    form = _form(packed, source, geometry, WeightLayout(layout))
     form.use_kernels = chosen is DeployBackend.CPU
     layer = DeployedLayer.like(template, form, packed.timesteps, packed.quantizer)
     # what re-export writes back (tawq_core.export.packed_deployed): plain JSON, no arrays
@@ -91,20 +92,44 @@ def _replace(model: nn.Module, replacements: dict[int, nn.Module]) -> None:
                 setattr(parent, name, replacements[id(child)])
 
 
+def attach_time_layout(model: nn.Module, joined: dict[int, TimeLayout] | None = None) -> None:
+    """Put `model`'s temporal deployed layers on a time layout fed B by the model's forward hook: the one in
+    `joined` (id(deployed layer) -> the layout of the fake-quant layer it replaced) when given, else one new
+    layout installed on `model` (packed loading: the fp32 skeleton has none). Call after swapping layers in."""
+    from tawq_core.time_layout import install_time_layout
+
+    orphans = []
+    for name, module in model.named_modules():
+        if isinstance(module, DeployedLayer) and module.form.temporal:
+            layout = (joined or {}).get(id(module))
+            if layout is None:
+                orphans.append((name, module))
+            else:
+                layout.attach(module, name)
+    install_time_layout(model, orphans)
+
+
 def deploy(model: nn.Module, backend: DeployBackend | str = "cpu",
-           layout: TemporalLayout | str = TemporalLayout.BITPLANES) -> nn.Module:
+           layout: WeightLayout | str = WeightLayout.BITPLANES) -> nn.Module:
     """An eval-mode deep copy of `model` whose quantized layers are deployed layers (see module docstring)."""
     from tawq_core.quantization import quantized_layers
 
     _backend(backend)
     form = copy.deepcopy(model).eval()
     replacements: dict[int, nn.Module] = {}
+    joined: dict[int, TimeLayout] = {}  # id(deployed layer) -> the layout its fake-quant layer followed
     with torch.no_grad():
         for _, layer in quantized_layers(form):
             if id(layer) not in replacements:
                 packed = layer.quantizer.pack(layer.weight, layer.timesteps)
                 replacements[id(layer)] = deploy_packed_layer(layer, packed, layer.quantizer, backend, layout)
+                layout_ = layer.__dict__.get("time_layout")
+                if layout_ is not None:
+                    layout_.names.pop(layer, None)  # the layout must not keep the latent weights alive
+                    if layer.quantizer.temporal:
+                        joined[id(replacements[id(layer)])] = layout_
     _replace(form, replacements)
+    attach_time_layout(form, joined)
     for p in form.parameters():
         p.requires_grad_(False)
     return form
@@ -124,9 +149,7 @@ def spike_driven(model: nn.Module, backend: DeployBackend | str = "cpu") -> nn.M
     replacements: dict[int, nn.Module] = {}
     with torch.no_grad():
         for _, layer in quantized_layers(form):
-            geometry = Geometry.of(layer)
-            weight = layer.weight.detach().float().unsqueeze(0)
-            columns = Columns(weight, torch.ones(1, geometry.out_channels), geometry, temporal=False)
+            columns = SpikeColumns(layer.weight, Geometry.of(layer))
             columns.use_kernels = chosen is DeployBackend.CPU
             replacements[id(layer)] = DeployedLayer.like(layer, columns, 1, "fp32")
     _replace(form, replacements)
@@ -141,5 +164,5 @@ def kernels_used(module: nn.Module) -> dict[str, str]:
     return {name: m.last_kernel for name, m in module.named_modules() if isinstance(m, DeployedLayer)}
 
 
-__all__ = ["DeployBackend", "DeployedLayer", "TemporalLayout", "deploy", "deploy_packed_layer", "kernels_used",
-           "resident_bytes", "spike_driven"]
+__all__ = ["DeployBackend", "DeployedLayer", "WeightLayout", "attach_time_layout", "deploy", "deploy_packed_layer",
+           "kernels_used", "resident_bytes", "spike_driven"]

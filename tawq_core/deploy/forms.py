@@ -3,24 +3,24 @@
 Every form keeps only its packed arrays, registered as buffers (``state_dict()`` lists exactly what stays
 in memory), and computes a layer's pre-activation from rows-form input ``[rows, *sample]``:
 
-* `BitPlanes` (tawq, mtawq, ternary, binary): one sign plane and magnitude planes, 1 bit per weight each;
-  kernel ``cpu.bitplane-popcount`` (`tawq_backends.kernels.bitplane`);
-* `Columns` (ptq8 int8 codes; the fp32 spike-driven row; optionally TaWQ as int8 per timestep): weight
-  columns per input channel; kernel ``cpu.int8-spike-accumulate`` / ``cpu.fp32-spike-accumulate``;
-* `UnpackFallback` (any other quantizer, any device): the PackedWeight itself, unpacked per forward
+* `BitPlanes` (tawq, mtawq, ternary, binary; the default): a sign plane and magnitude planes, 1 bit per
+  weight each; the int8 weights of one timestep are rebuilt per call (``cpu.int8-gemm.bitplanes``);
+* `Int8Codes` (ptq8; TaWQ with ``WeightLayout.INT8``): int8 weights resident (``cpu.int8-gemm.int8``);
+* `SpikeColumns` (the fp32 spike-driven reference row): float32 weight columns added for active inputs
+  only (``cpu.fp32-spike-accumulate``);
+* `UnpackFallback` (any other quantizer): the PackedWeight itself, unpacked per forward
   (``fallback.unpack-per-forward``): nothing float stays resident, nothing is fast.
 
-A kernel runs when its input holds only non-negative integers (spikes, or spike counts from residual
-additions, checked per forward) on CPU in float32; otherwise the form rebuilds its integer weights for
-that one call and runs torch's op, ``conv(x, q) * alpha + bias`` (``dense.exact``), so a layer is never
-silently wrong, and `kernels_used` reports which path ran.
+A kernel runs on CPU float32 input holding only integers in int8 range (spikes, or spike counts from
+residual additions, checked per call); otherwise the form rebuilds its integer weights for that one call
+and runs torch's op, ``conv(x, q) * alpha + bias`` (``dense.exact``), so a layer is never silently wrong,
+and `kernels_used` reports which path ran.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -38,12 +38,15 @@ def _kernels():  # imported on use: numba's import costs ~0.5 s, and a missing n
     return kernels
 
 
-def per_step(x: Tensor, step_rows: int, weights: Tensor, alpha: Tensor | None, bias: Tensor | None,
-             geometry: Geometry) -> Tensor:
-    """``op(x_t, w_t) * alpha_t + bias`` per weight step t (rows ``[t·step_rows, (t+1)·step_rows)``)."""
+def per_step(x: Tensor, step_rows: int, first_step: int, weights: Tensor, alpha: Tensor | None,
+             bias: Tensor | None, geometry: Geometry) -> Tensor:
+    """``op(x_i, w_t) * alpha_t + bias`` per block i of `step_rows` rows, t = first_step + i (static weights:
+    one block, t = 0)."""
     outputs = []
-    for t in range(weights.shape[0]):
-        rows = x[t * step_rows:(t + 1) * step_rows] if weights.shape[0] > 1 else x
+    temporal = weights.shape[0] > 1
+    for i in range(x.shape[0] // step_rows if temporal else 1):
+        t = first_step + i if temporal else 0
+        rows = x[i * step_rows:(i + 1) * step_rows] if temporal else x
         y = geometry.dense(rows, weights[t])
         if alpha is not None:
             y = y * alpha[t].reshape(-1, *([1] * (y.dim() - 2)))
@@ -51,9 +54,14 @@ def per_step(x: Tensor, step_rows: int, weights: Tensor, alpha: Tensor | None, b
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
 
-def _kernel_ready(form: WeightForm, x: Tensor, geometry: Geometry) -> bool:
-    return (form.use_kernels and x.device.type == "cpu" and x.dtype == torch.float32
-            and geometry.kernel_padding is not None and not _kernels().UNAVAILABLE)
+def gemm_order(q: Tensor) -> Tensor:
+    """``[Tw, Co, Ci/g, *kernel]`` -> weight rows ``[Tw, Co, Ci/g·kh·kw]`` (torch's own order)."""
+    return q.reshape(q.shape[0], q.shape[1], -1)
+
+
+def weight_order(rows: Tensor, geometry: Geometry) -> Tensor:
+    """Inverse of `gemm_order`: ``[Tw, Co, K]`` -> ``[Tw, *weight shape]``."""
+    return rows.reshape(rows.shape[0], *geometry.weight_shape)
 
 
 class WeightForm(nn.Module):
@@ -63,7 +71,12 @@ class WeightForm(nn.Module):
     steps: int  # weight steps: T for temporal weights, 1 for static ones
     use_kernels = True  # False: always the dense path (deploy backends without kernels)
 
-    def run(self, x: Tensor, geometry: Geometry, step_rows: int, bias: Tensor | None) -> tuple[Tensor, str]:
+    def kernel_ready(self, x: Tensor, geometry: Geometry) -> bool:
+        return (self.use_kernels and x.device.type == "cpu" and x.dtype == torch.float32
+                and geometry.kernel_padding is not None and not _kernels().UNAVAILABLE)
+
+    def run(self, x: Tensor, geometry: Geometry, step_rows: int, first_step: int, bias: Tensor | None
+            ) -> tuple[Tensor, str]:
         raise NotImplementedError
 
     def integer_weights(self, geometry: Geometry) -> IntegerWeights:
@@ -71,103 +84,108 @@ class WeightForm(nn.Module):
         raise NotImplementedError
 
 
-class BitPlanes(WeightForm):
-    """Sign plane(s) + magnitude planes, 32-bit words along the channels-last receptive field."""
+class IntegerForm(WeightForm):
+    """Integer weights and a scale per (step, output channel): int8 GEMM on integer input, else dense."""
 
-    kernel = "cpu.bitplane-popcount"
+    kernel: str
+    alpha: Tensor
+
+    def step_weights(self, t: int) -> Tensor:
+        """int8 ``[Co, Ci/g·kh·kw]`` of weight step t."""
+        raise NotImplementedError
+
+    def run(self, x: Tensor, geometry: Geometry, step_rows: int, first_step: int, bias: Tensor | None
+            ) -> tuple[Tensor, str]:
+        if self.kernel_ready(x, geometry):
+            from tawq_backends.kernels import int8_gemm
+
+            x2 = int8_gemm.int8_input(geometry.as_2d(x), geometry.kernel_padding)
+            if x2 is not None:
+                y = int8_gemm.conv(x2, geometry.kernel_geometry, step_rows, first_step, self.steps,
+                                   self.step_weights, self.alpha, bias)
+                return geometry.from_2d(y), self.kernel
+        iw = self.integer_weights(geometry)
+        return per_step(x, step_rows, first_step, iw.q.to(x), iw.alpha.to(x), bias, geometry), DENSE
+
+
+class BitPlanes(IntegerForm):
+    """Sign plane(s) + magnitude planes ``[planes, Co, words]``, bits in weight order (see `bitplane`)."""
+
+    kernel = "cpu.int8-gemm.bitplanes"
 
     def __init__(self, weights: IntegerWeights, geometry: Geometry):
         super().__init__()
         from tawq_backends.kernels.bitplane import pack_planes
 
-        q = geometry.weight_2d(weights.q)  # [Tw, Co, Ci/g, kh, kw]
-        self.steps, self.temporal = q.shape[0], weights.temporal
+        q = gemm_order(weights.q)  # [Tw, Co, K]
+        self.steps, self.temporal, self.fan_in = q.shape[0], weights.temporal, q.shape[2]
         magnitude = q.abs().to(torch.int64)
         self.levels = max(1, int(magnitude.max()).bit_length())
-        self.binary = bool((magnitude == 1).all())  # +-1 everywhere: no magnitude plane needed
         negative, positive = q < 0, q > 0
-        if bool((negative.any(0) & positive.any(0)).any()):  # a sign that changes over time: one plane per step
-            signs = negative
-        else:
-            signs = negative.any(0, keepdim=True)
-        groups = geometry.groups
-        sign_words, self.layout = pack_planes(signs, groups)
-        if self.binary:
-            mags = sign_words[:0]
-        else:
-            bits = torch.stack([(magnitude >> b) & 1 for b in range(self.levels)], dim=1).bool()
-            mags, _ = pack_planes(bits.flatten(0, 1), groups)  # [Tw·levels, G, words, Co/G]
-        self.register_buffer("signs", sign_words)
-        self.register_buffer("magnitudes", mags)
-        self.register_buffer("alpha", weights.alpha.contiguous())
-        self.kernel_size = q.shape[-2:]
+        if bool((magnitude == 1).all()):
+            self.levels = 0  # +-1 everywhere (binary): the sign plane is the whole weight
+        # a TaWQ sign never changes over time: one plane for all steps, unless some weight flips
+        signs = negative if bool((negative.any(0) & positive.any(0)).any()) else negative.any(0, keepdim=True)
+        bits = [(magnitude >> b) & 1 for b in range(self.levels)]  # each [Tw, Co, K]
+        mags = torch.stack(bits, dim=1).flatten(0, 1).bool() if bits else q[:0].bool()
+        self.register_buffer("signs", pack_planes(signs))  # [1 or Tw, Co, words]
+        self.register_buffer("magnitudes", pack_planes(mags))  # [Tw·levels, Co, words]
+        self.register_buffer("alpha", weights.alpha.to(torch.float32).contiguous())
 
-    def run(self, x: Tensor, geometry: Geometry, step_rows: int, bias: Tensor | None) -> tuple[Tensor, str]:
-        if _kernel_ready(self, x, geometry):
-            from tawq_backends.kernels import bitplane
+    def step_weights(self, t: int) -> Tensor:
+        from tawq_backends.kernels.bitplane import expand
 
-            x2 = geometry.as_2d(x)
-            counts = bitplane.scan_counts(x2)
-            if counts is not None and counts < 2**bitplane.MAX_INPUT_PLANES:
-                y = bitplane.conv(x2, counts, geometry.kernel_geometry, geometry.kernel_padding, self.layout,
-                                  self.magnitudes, self.signs, self.levels,
-                                  step_rows, self.alpha, bias)
-                return geometry.from_2d(y), self.kernel
-        iw = self.integer_weights(geometry)
-        return per_step(x, step_rows, iw.q.to(x), iw.alpha.to(x), bias, geometry), DENSE
-
-    def _unpack(self, words: Tensor, count: int, co: int, cig: int) -> Tensor:
-        """uint32 words ``[P, G, words, Co/G]`` -> bool ``[P, Co, Ci/g, kh, kw]`` (inverse of pack_planes)."""
-        kh, kw = self.kernel_size
-        layout = self.layout
-        raw = words.cpu().numpy().transpose(0, 1, 3, 2).reshape(count, co, -1)
-        bits = np.unpackbits(np.ascontiguousarray(raw).view(np.uint8), axis=2, bitorder="little")
-        ci, ky, kx = np.meshgrid(np.arange(cig), np.arange(kh), np.arange(kw), indexing="ij")
-        idx = (ky * kw + kx) * layout.chunks + ci // layout.slot_bits
-        per_word = 32 // layout.slot_bits
-        position = (idx // per_word) * 32 + (idx % per_word) * layout.slot_bits + ci % layout.slot_bits
-        return torch.from_numpy(bits[:, :, position.reshape(-1)].reshape(count, co, cig, kh, kw).astype(bool))
+        sign = self.signs[t if self.signs.shape[0] > 1 else 0]
+        return expand(sign, self.magnitudes[t * self.levels:(t + 1) * self.levels], self.fan_in)
 
     def integer_weights(self, geometry: Geometry) -> IntegerWeights:
-        co, cig = geometry.out_channels, geometry.in_channels // geometry.groups
-        signs = self._unpack(self.signs, self.signs.shape[0], co, cig)
-        if self.binary:
-            magnitude = torch.ones(self.steps, co, cig, *self.kernel_size, dtype=torch.int8)
-        else:
-            bits = self._unpack(self.magnitudes, self.magnitudes.shape[0], co, cig).to(torch.int8)
-            bits = bits.reshape(self.steps, self.levels, *bits.shape[1:])
-            magnitude = sum(bits[:, b] << b for b in range(self.levels))
-        q = torch.where(signs, -magnitude, magnitude).to(torch.int8)
-        return IntegerWeights(q.reshape(self.steps, *geometry.weight_shape), self.alpha)
+        rows = torch.stack([self.step_weights(t) for t in range(self.steps)])
+        return IntegerWeights(weight_order(rows, geometry), self.alpha)
 
 
-class Columns(WeightForm):
-    """Weight columns ``[Tw, kh·kw, Ci/g, Co]`` (int8 or float32) for the spike-accumulate kernel."""
+class Int8Codes(IntegerForm):
+    """int8 weights ``[Tw, Co, K]`` resident: 8 bits per weight per step."""
 
-    def __init__(self, q: Tensor, scale: Tensor, geometry: Geometry, temporal: bool):
+    kernel = "cpu.int8-gemm.int8"
+
+    def __init__(self, weights: IntegerWeights, geometry: Geometry):
         super().__init__()
-        q2 = geometry.weight_2d(q)  # [Tw, Co, Ci/g, kh, kw]
-        self.steps, self.temporal = q2.shape[0], temporal
-        self.kernel = "cpu.int8-spike-accumulate" if q.dtype == torch.int8 else "cpu.fp32-spike-accumulate"
-        self.register_buffer("columns", q2.flatten(3).permute(0, 3, 2, 1).contiguous())
-        self.register_buffer("scale", scale.to(torch.float32).contiguous())
-        self.unit_scale = bool((scale == 1).all())  # the fp32 row: no scale to apply on the dense path
+        self.steps, self.temporal = weights.q.shape[0], weights.temporal
+        self.register_buffer("codes", gemm_order(weights.q.to(torch.int8)).contiguous())
+        self.register_buffer("alpha", weights.alpha.to(torch.float32).contiguous())
 
-    def run(self, x: Tensor, geometry: Geometry, step_rows: int, bias: Tensor | None) -> tuple[Tensor, str]:
-        if _kernel_ready(self, x, geometry):
+    def step_weights(self, t: int) -> Tensor:
+        return self.codes[t]
+
+    def integer_weights(self, geometry: Geometry) -> IntegerWeights:
+        return IntegerWeights(weight_order(self.codes, geometry), self.alpha)
+
+
+class SpikeColumns(WeightForm):
+    """fp32 weight columns ``[1, kh·kw, Ci/g, Co]`` for the spike-accumulate kernel (the fp32 reference row)."""
+
+    kernel = "cpu.fp32-spike-accumulate"
+
+    def __init__(self, weight: Tensor, geometry: Geometry):
+        super().__init__()
+        w2 = geometry.weight_2d(weight.detach().float().unsqueeze(0))  # [1, Co, Ci/g, kh, kw]
+        self.steps, self.temporal = 1, False
+        self.register_buffer("columns", w2.flatten(3).permute(0, 3, 2, 1).contiguous())
+        self.register_buffer("alpha", torch.ones(1, geometry.out_channels))
+
+    def dense_weight(self, geometry: Geometry) -> Tensor:
+        return self.columns.permute(0, 3, 2, 1).reshape(1, *geometry.weight_shape)
+
+    def run(self, x: Tensor, geometry: Geometry, step_rows: int, first_step: int, bias: Tensor | None
+            ) -> tuple[Tensor, str]:
+        if self.kernel_ready(x, geometry):
             from tawq_backends.kernels import spikes
 
             y = spikes.conv(geometry.as_2d(x), geometry.kernel_geometry, geometry.kernel_padding, self.columns,
-                            step_rows, self.scale, bias)
+                            step_rows, first_step, self.alpha, bias)
             if y is not None:
                 return geometry.from_2d(y), self.kernel
-        iw = self.integer_weights(geometry)
-        alpha = None if self.unit_scale else iw.alpha.to(x)
-        return per_step(x, step_rows, iw.q.to(x), alpha, bias, geometry), DENSE
-
-    def integer_weights(self, geometry: Geometry) -> IntegerWeights:
-        q = self.columns.permute(0, 3, 2, 1).reshape(self.steps, *geometry.weight_shape)
-        return IntegerWeights(q, self.scale)
+        return per_step(x, step_rows, first_step, self.dense_weight(geometry), None, bias, geometry), DENSE
 
 
 class UnpackFallback(WeightForm):
@@ -189,6 +207,8 @@ class UnpackFallback(WeightForm):
             k: getattr(self, f"{part}_{k}") for k in self._keys[part]}
         return PackedWeight(name, shape, timesteps, table("payload"), table("scales"), dict(meta))
 
-    def run(self, x: Tensor, geometry: Geometry, step_rows: int, bias: Tensor | None) -> tuple[Tensor, str]:
+    def run(self, x: Tensor, geometry: Geometry, step_rows: int, first_step: int, bias: Tensor | None
+            ) -> tuple[Tensor, str]:
         w = self.quantizer.unpack(self.packed()).to(device=x.device, dtype=x.dtype)
-        return per_step(x, step_rows, w if self.temporal else w.unsqueeze(0), None, bias, geometry), FALLBACK
+        return per_step(x, step_rows, first_step, w if self.temporal else w.unsqueeze(0), None, bias,
+                        geometry), FALLBACK

@@ -1,9 +1,9 @@
 """`DeployedLayer`: an inference conv/linear layer holding only a packed weight form, bias and geometry.
 
-It accepts what the fake-quant layer it replaces accepts (same time-major contract): ``[T, B, ...]`` or
-the flattened ``[T·B, ...]`` for convs, ``[..., features]`` with T-major leading dims for linear layers.
-Rows ``[t·R, (t+1)·R)`` of the flattened input belong to timestep t (R = rows / T), which selects the
-weight step of temporal weights; static weights serve every row.
+It accepts what the fake-quant layer it replaces accepts. Temporal weights follow the time layout
+contract through `tawq_core.time_layout.split_time`, exactly as the fake-quant layers do (``[T, B, ...]``,
+``[T·B, ...]`` with B from the model's forward hook, one step per call inside `tawq_core.stepwise`);
+static weights take any leading dims.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from tawq_core.deploy.forms import WeightForm
 from tawq_core.deploy.geometry import Geometry, LayerKind
 from tawq_core.errors import ShapeError
 from tawq_core.roles import ROLE_ATTRIBUTE
+from tawq_core.time_layout import layout_of, split_time
 
 NOT_RUN = "not run yet"
 
@@ -26,6 +27,8 @@ class DeployedLayer(nn.Module):
         self.geometry, self.form, self.timesteps, self.source = geometry, form, timesteps, source
         self.register_buffer("bias", None if bias is None else bias.detach().to("cpu", copy=True).float())
         self.last_kernel = NOT_RUN  # the path the last forward ran: what `kernels_used` reports
+        if form.temporal:
+            layout_of(self)  # its own layout until deploy/load attaches it to the model's
 
     @classmethod
     def like(cls, template: nn.Module, form: WeightForm, timesteps: int, source: str) -> DeployedLayer:
@@ -37,14 +40,6 @@ class DeployedLayer(nn.Module):
     def _describe(self) -> str:
         return f"deployed {self.geometry.kind.value} ({self.source}, timesteps={self.timesteps})"
 
-    def _step_rows(self, rows: int) -> int:
-        if not self.form.temporal:
-            return rows
-        if rows % self.timesteps:
-            raise ShapeError(f"{self._describe()} got {rows} rows, not a multiple of timesteps={self.timesteps}; "
-                             "feed T-major [T, B, ...] or [T*B, ...] input")
-        return rows // self.timesteps
-
     def forward(self, x: Tensor) -> Tensor:
         g = self.geometry
         dims = g.kind.sample_dims
@@ -52,10 +47,16 @@ class DeployedLayer(nn.Module):
         if x.dim() < dims + (g.kind is not LayerKind.LINEAR) or channel != g.in_channels:
             raise ShapeError(f"{self._describe()} expects {g.in_channels} input channels in "
                              f"[T, B, C, ...] or [T*B, C, ...], got shape {tuple(x.shape)}")
-        lead = x.shape[:-dims]
-        rows = x.reshape(math.prod(lead), *x.shape[-dims:])
-        y, self.last_kernel = self.form.run(rows, g, self._step_rows(rows.shape[0]), self.bias)
-        return y.reshape(*lead, *y.shape[1:])
+        if not self.form.temporal:
+            lead = x.shape[:-dims]
+            rows = x.reshape(math.prod(lead), *x.shape[-dims:])
+            y, self.last_kernel = self.form.run(rows, g, rows.shape[0], 0, self.bias)
+            return y.reshape(*lead, *y.shape[1:])
+        view = split_time(self, x, dims, extra_leading=g.kind is LayerKind.LINEAR)
+        steps, batch = view.x.shape[:2]
+        y, self.last_kernel = self.form.run(view.x.reshape(steps * batch, *view.x.shape[2:]), g, batch,
+                                            view.steps.start or 0, self.bias)
+        return view.restore(y.reshape(steps, batch, *y.shape[1:]))
 
     def extra_repr(self) -> str:
         g = self.geometry
