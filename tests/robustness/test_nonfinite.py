@@ -70,7 +70,7 @@ def test_onnx_verification_never_passes_nan_outputs(tmp_path):
     model = create("model", "mlp", **MLP_OPTIONS).eval()
     with torch.no_grad():
         model.head.weight.fill_(float("nan"))
-    with pytest.raises(ExportError, match="the model and onnxruntime output NaN/inf, so the outputs cannot be verified"):
+    with pytest.raises(ExportError, match="the model and onnxruntime output NaN/inf, so the outputs cannot be"):
         export_onnx(model, tmp_path / "m.onnx", torch.rand(2, 2, 1, 8, 8))
     assert not (tmp_path / "m.onnx").exists()
 

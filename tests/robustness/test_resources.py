@@ -155,3 +155,39 @@ def test_out_of_memory_is_a_one_line_config_error():
             raise RuntimeError("[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't allocate memory")
     with pytest.raises(RuntimeError, match="unrelated"), out_of_memory_as_config_error(64):
         raise RuntimeError("unrelated")
+
+
+# -- #19 class 7: the estimate costs the same at any T ----------------------------------------------------
+@pytest.mark.parametrize(("name", "options", "quantizer"), [
+    ("mlp", {"hidden": [32, 32]}, "tawq"), ("sew-resnet", {}, "ptq8"),
+])
+def test_activations_extrapolated_from_three_timesteps_equal_the_direct_count(name, options, quantizer):
+    from tawq_core.quantization import set_timesteps
+    from tawq_core.resources import activation_bytes_at
+
+    shape = (1, 8, 8) if name == "mlp" else (1, 16, 16)
+    model = create("model", name, num_classes=10, sample_shape=shape, **options)
+    if quantizer:
+        quantize(model, create("quantizer", quantizer), 4)
+    for T in (4, 9):
+        estimated = activation_bytes_at(model, T, (2, *shape))  # measured at T = 1, 2, 3 only
+        if quantizer:
+            set_timesteps(model, T)
+        assert estimated == activation_bytes(model, (T, 2, *shape))  # exact, not approximate
+        if quantizer:
+            set_timesteps(model, 4)
+    assert {layer.timesteps for layer in model.modules() if hasattr(layer, "quantizer")} <= {4}  # restored
+
+
+def test_a_million_timesteps_is_refused_without_running_a_million_steps(monkeypatch):
+    """The issue's example (T = 10^6 hung in the estimate): the forward passes it runs never exceed T = 3."""
+    import tawq_core.resources as resources
+
+    model = create("model", "mlp", num_classes=10, sample_shape=(1, 8, 8), hidden=[16, 16])
+    quantize(model, create("quantizer", "tawq"), 1_000_000)
+    seen: list[int] = []
+    real = resources.activation_bytes
+    monkeypatch.setattr(resources, "activation_bytes", lambda m, shape, *a: seen.append(shape[0]) or real(m, shape, *a))
+    with pytest.raises(ConfigError, match=r"at batch 64, T=1000000.*fewer timesteps \(now 1000000\)"):
+        check_training_memory(model, (1, 8, 8), 1_000_000, 64, "cpu", available=16 * GIB)
+    assert seen == [1, 2, 3]
