@@ -4,7 +4,7 @@
 
 Runs ``pytest tests/backends`` (skip with --no-tests), then for every requested backend (default cpu
 and cuda) measures a small inline conv SNN (stem conv, two LIF conv stages, linear head; T=4) in
-fp32 and with the `tawq` quantizer: latency (median/p90 of device-timed batches), peak memory,
+fp32 and with the `tawq` quantizer: latency (median/p90 of device-timed batches), peak memory increase,
 measured energy per sample where a meter exists, and estimated energy per sample in both SOP
 conventions. Unavailable backends and meters are reported with their reasons. Prints a table and,
 with --json, writes everything to that path. Exit status 1 when the tests fail or a row errors.
@@ -125,7 +125,7 @@ def _fmt(value: float | None, scale: float, unit: str) -> str:
 
 
 def print_table(report: dict[str, Any]) -> None:
-    header = ("backend", "model", "median", "p90", "peak mem", "E meas/sample", "E conv/sample", "E exact/sample")
+    header = ("backend", "model", "median", "p90", "peak mem increase", "E meas/sample", "E conv/sample", "E exact/sample")
     table = [header]
     notes = []
     for name, entry in report["backends"].items():
