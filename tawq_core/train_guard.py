@@ -34,8 +34,8 @@ def _dataset_index(dataset: Dataset, index: int) -> tuple[int, Dataset]:
 
 
 def check_batch(x: Tensor, sampler: Iterable[int] | None, step: int, batch_size: int, train_set: Dataset,
-                dataset_name: str) -> None:
-    """Refuse a batch holding NaN/inf, naming the first bad sample's index in the dataset.
+                dataset_name: str | None, role: str = "training") -> None:
+    """Refuse a batch holding NaN/inf, naming the first bad sample's index in the dataset (`role`: which use).
 
     `sampler` yields this epoch's order for this rank (re-iterating a seeded sampler after ``set_epoch``
     gives the same order; read only on failure): batch `step` (1-based) holds
@@ -44,12 +44,14 @@ def check_batch(x: Tensor, sampler: Iterable[int] | None, step: int, batch_size:
         return
     order = list(sampler) if sampler is not None else None
     row = int((~torch.isfinite(x)).reshape(len(x), -1).any(dim=1).nonzero()[0])
-    where = f"batch {step}, row {row}"
+    where = f"{role} batch {step}, row {row}"
     if order is not None and (step - 1) * batch_size + row < len(order):
         index, base = _dataset_index(train_set, order[(step - 1) * batch_size + row])
-        where = f"training sample {index}" + (f" (of {type(base).__name__})" if base is not train_set else "")
-    raise ConfigError(f"dataset {dataset_name!r}: {where} holds NaN/inf ({counts(x[row])}); "
-                      "fix or remove that sample (tawq does not train on non-finite inputs)")
+        where = f"{role} sample {index}" + (f" (of {type(base).__name__})" if base is not train_set else "")
+    prefix = f"dataset {dataset_name!r}: " if dataset_name else ""
+    raise ConfigError(f"{prefix}{where} holds NaN/inf ({counts(x[row])}); "
+                      f"fix or remove that sample (tawq does not {'train on' if role == 'training' else 'score'} "
+                      "non-finite inputs)")
 
 
 class WeightWatch:

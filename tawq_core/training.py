@@ -201,6 +201,10 @@ def _encoding_of(encoding: DatasetSplits | Encoding | str) -> Encoding:
         raise ConfigError(f"unknown encoding {encoding!r}; use 'static' or 'temporal'") from None
 
 
+def _name_of(encoding: DatasetSplits | Encoding | str) -> str | None:
+    return encoding.name if isinstance(encoding, DatasetSplits) else None
+
+
 def _forward(model: nn.Module, x: torch.Tensor, encoding: Encoding, timesteps: int) -> torch.Tensor:
     out = model(encode_batch(x, encoding, timesteps))
     if out.dim() != 2 or out.shape[0] != x.shape[0]:
@@ -232,7 +236,8 @@ def evaluate(model: nn.Module, dataset: Dataset, encoding: DatasetSplits | Encod
     net.eval()
     try:
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            for x, y in loader:
+            for step, (x, y) in enumerate(loader, start=1):
+                check_batch(x, range(len(subset)), step, batch_size, subset, _name_of(encoding), "evaluation")
                 x, y = x.to(device), torch.as_tensor(y).to(device)
                 logits = _forward(net, x, enc, timesteps)
                 counts[0] += (logits.argmax(dim=1) == y).sum()

@@ -94,3 +94,12 @@ def test_checkpoint_with_a_nan_weight_is_one_line_at_the_cli(tmp_path):
         from tawq_core.checkpoint import load_checkpoint
 
         load_checkpoint(path)
+
+
+def test_a_nan_test_sample_is_named_not_scored():
+    from tawq_core.training import evaluate
+
+    splits = create("dataset", "digits")
+    _base(splits.test).x[5].view(-1)[0] = float("nan")
+    with pytest.raises(ConfigError, match=r"dataset 'digits': evaluation sample 5 holds NaN/inf .* does not score"):
+        evaluate(create("model", "mlp", **MLP_OPTIONS), splits.test, splits, 2)
