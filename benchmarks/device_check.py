@@ -125,7 +125,8 @@ def _fmt(value: float | None, scale: float, unit: str) -> str:
 
 
 def print_table(report: dict[str, Any]) -> None:
-    header = ("backend", "model", "median", "p90", "peak mem increase", "E meas/sample", "E conv/sample", "E exact/sample")
+    header = ("backend", "model", "median", "p90", "peak mem increase", "E meas/sample", "E conv/sample",
+              "E exact/sample")
     table = [header]
     notes = []
     for name, entry in report["backends"].items():
