@@ -24,7 +24,7 @@ from tawq_core.export.onnx_export import OnnxReport, export_onnx
 from tawq_core.export.packed_deployed import deployed_layers
 from tawq_core.export.packed_format import PackedReport, read_packed, write_packed
 from tawq_core.export.packed_load import load_packed
-from tawq_core.finite import require_finite
+from tawq_core.finite import nonfinite_outputs, require_finite
 from tawq_core.quantization import quantized_layers
 
 FORMATS = ("onnx", "nir", "tawq")
@@ -60,10 +60,18 @@ def _example(model: nn.Module, T: int, example: Tensor | None, sample_shape: Any
     return torch.randn(T, batch, *tuple(shape), generator=torch.Generator().manual_seed(seed))
 
 
-def _same_outputs(model: nn.Module, loaded: nn.Module, x: Tensor) -> bool:
+def _reload_problem(model: nn.Module, loaded: nn.Module, x: Tensor, path: str | Path) -> str | None:
+    """Why the model reloaded from `path` is not the model (None when its outputs are bit-identical)."""
     reference = copy.deepcopy(model).cpu().eval()
     with torch.no_grad():
-        return bool(torch.equal(reference(x), loaded(x)))
+        expected, got = reference(x), loaded(x)
+    nonfinite = nonfinite_outputs(got, expected, "the reloaded model")
+    if nonfinite:  # torch.equal is False for NaN == NaN: say why rather than "does not reproduce"
+        return f"{nonfinite}; export a model with finite weights and outputs"
+    if not torch.equal(expected, got):
+        return (f"the model reloaded from {path} does not reproduce the model's outputs; are "
+                "model_name/model_options those the model was built with?")
+    return None
 
 
 def export(model: nn.Module, format: str, path: str | Path, *, example: Tensor | None = None,
@@ -100,11 +108,11 @@ def export(model: nn.Module, format: str, path: str | Path, *, example: Tensor |
             x = _example(model, T, example, sample_shape, batch_size, seed, model_options)
             # a deployed model is compared with its deployed reload, a fake-quant one with its fake-quant reload
             reloaded = load_packed(path, deploy=bool(deployed_layers(model)))
-            report = replace(report, bit_exact=_same_outputs(model, reloaded, x))
-            if not report.bit_exact:
+            problem = _reload_problem(model, reloaded, x, path)
+            report = replace(report, bit_exact=problem is None)
+            if problem:
                 Path(path).unlink()
-                raise ExportError(f"the model reloaded from {path} does not reproduce the model's outputs; "
-                                  "are model_name/model_options those the model was built with?")
+                raise ExportError(problem)
         return report
     x = _example(model, T, example, sample_shape, batch_size, seed, model_options)
     if format == "onnx":
