@@ -49,6 +49,7 @@ from tawq_core.resources import MemoryEstimate, check_training_memory, estimate_
 from tawq_core.roles import LayerRole, mark, role_of
 from tawq_core.sops import OpsCounter, OpsReport, count_ops
 from tawq_core.time_layout import stepwise
+from tawq_core.train_resume import ResumeFile
 from tawq_core.training import EpochRecord, TrainConfig, TrainResult, evaluate, seed_everything, train
 
 try:
@@ -88,6 +89,7 @@ __all__ = [
     "QuantPolicy",
     "QuantizeReport",
     "Quantizer",
+    "ResumeFile",
     "ShapeError",
     "SkipReason",
     "TawqError",
