@@ -1,6 +1,8 @@
 """The `tawq` command line: a thin click group; each command lives in its own module.
 
-Every `TawqError` becomes one line on stderr and exit code 2 (``--debug`` shows the traceback).
+Every `TawqError` becomes one line on stderr and exit code 2 (``--debug`` shows the traceback), and
+so does any exception (SystemExit included) raised inside a third-party plugin's code: the line names
+the plugin, its kind and distribution (`tawq_core.plugin_boundary`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "bench": "tawq_core.cli_bench:bench",
     "report": "tawq_core.cli_report:report",
     "export": "tawq_core.cli_export:export",
+    "eval": "tawq_core.cli_eval:eval_packed",
 }
 
 
@@ -77,6 +80,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except (Exception, SystemExit) as exc:  # noqa: B036 - plugin code may raise anything, sys.exit() too
+        _plugin_failure_or_raise(exc, debug)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -87,6 +92,17 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.echo("interrupted" if interrupted else "aborted", err=True)
         sys.exit(130)
+
+
+def _plugin_failure_or_raise(exc: BaseException, debug: bool) -> None:
+    """One line naming the plugin if third-party plugin code raised `exc`; tawq's own bugs re-raise."""
+    from tawq_core.plugin_boundary import plugin_failure
+
+    failure = plugin_failure(exc)
+    if failure is None or debug:
+        raise exc
+    click.echo(f"error: {failure} (run with --debug for the traceback)", err=True)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

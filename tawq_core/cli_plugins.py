@@ -8,6 +8,7 @@ by the registry, and everything for humans besides the table goes to stderr.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -46,7 +47,7 @@ def collect() -> dict[str, Any]:
         for f in registry.failures
     ]
     return {"plugins": rows, "failures": failures, "skipped": registry.skipped,
-            "unknown_selection": registry.unknown_selection}
+            "unknown_selection": registry.unknown_selection, "load_output": registry.load_output}
 
 
 def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -70,7 +71,7 @@ def _check(names: tuple[str, ...], as_json: bool) -> None:
         _print_table(("kind", "name", "distribution", "result", "detail"),
                      [(o.kind, o.name, o.distribution, o.status, o.detail) for o in outcomes])
     if any(o.status == "FAIL" for o in outcomes):
-        raise click.exceptions.Exit(1)
+        sys.exit(1)  # (click's Exit is swallowed outside standalone mode)
 
 
 @click.command()
@@ -106,3 +107,5 @@ def plugins(as_json: bool, check: bool, names: tuple[str, ...]) -> None:
         click.echo(f"skipped {skipped}", err=True)
     for unknown in data["unknown_selection"]:
         click.echo(f"warning: {unknown}", err=True)
+    for printed in data["load_output"]:
+        click.echo(f"note: plugin {printed}", err=True)

@@ -71,9 +71,9 @@ class LoadOutput:
 def loading() -> Iterator[LoadOutput]:
     """Run plugin import/hook code with stdout and stderr captured and ``sys.argv`` neutral.
 
-    Captured rather than passed through: `tawq plugins --json` writes JSON to stdout alone, and a
-    plugin parsing arguments at import must see none of tawq's (else it prints its usage for them).
-    The caller forwards the captured text to stderr when the plugin succeeded.
+    Captured rather than passed through: `tawq plugins --json` writes JSON to stdout alone, an error
+    stays one line on stderr, and a plugin parsing arguments at import must see none of tawq's (else it
+    prints its usage for them). The registry keeps what a working plugin printed; `tawq plugins` shows it.
     """
     output = LoadOutput()
     argv = sys.argv
@@ -93,11 +93,6 @@ def load_failure(exc: BaseException, output: LoadOutput) -> str:
         text += f" (its {len(written)} characters of output were not shown)"
     return text
 
-
-def forward_output(output: LoadOutput) -> None:
-    """A plugin that loaded fine may have printed: that goes to stderr, never to stdout."""
-    if output.text:
-        sys.stderr.write(output.text)
 
 
 # -- run time ------------------------------------------------------------------------------------
@@ -174,15 +169,11 @@ def plugin_failure(exc: BaseException, registry: Registry | None = None) -> Plug
 
 
 def owner_of(obj: object, kind: str, registry: Registry | None = None) -> PluginEntry | None:
-    """The registered plugin of `kind` that `obj` is an instance of (most derived class first)."""
+    """The registered plugin of `kind` whose class `obj` is exactly (a subclass is someone else's code)."""
     from tawq_core.registry import get_registry
 
     registry = registry or get_registry()
-    for cls in type(obj).__mro__:
-        for entry in registry.entries(kind):
-            if entry.factory is cls:
-                return entry
-    return None
+    return next((entry for entry in registry.entries(kind) if entry.factory is type(obj)), None)
 
 
 def label(obj: object, kind: str) -> str:

@@ -77,6 +77,7 @@ class Registry:
         self.failures: list[PluginFailure] = []
         self.skipped: list[str] = []
         self.unknown_selection: list[str] = []  # TAWQ_PLUGINS / TAWQ_DISABLE_PLUGINS names nothing has
+        self.load_output: list[str] = []  # what working plugins printed while loading (`tawq plugins` shows it)
         self._refused: dict[str, dict[str, list[EntryPoint]]] = {kind: {} for kind in hookspecs.KINDS}
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
@@ -102,6 +103,12 @@ class Registry:
         chosen.sort(key=lambda ep: _dist_of(ep)[0].lower() != BUILTIN_DISTRIBUTION)
         return chosen
 
+    def _keep_output(self, ep: EntryPoint, output: plugin_boundary.LoadOutput) -> None:
+        if output.text.strip():
+            dist, version = _dist_of(ep)
+            self.load_output.append(f"{ep.name} ({dist} {version}) printed while loading: "
+                                    f"{' | '.join(output.text.strip().splitlines())}")
+
     def _fail(self, ep: EntryPoint, error: BaseException | str) -> None:
         dist, version = _dist_of(ep)
         text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
@@ -116,7 +123,7 @@ class Registry:
             except BaseException as exc:  # noqa: B036 - any import-time error, sys.exit() included
                 self._fail(ep, plugin_boundary.load_failure(exc, output))
                 return None
-        plugin_boundary.forward_output(output)
+        self._keep_output(ep, output)
         dist, _ = _dist_of(ep)
         plugin_name = f"{dist}:{ep.name}"
         if self.pm.is_registered(module):
@@ -191,7 +198,7 @@ class Registry:
             except BaseException as exc:  # noqa: B036 - sys.exit() in a hook must not end tawq either
                 self._fail(ep, f"raised in {kind} hook: {plugin_boundary.load_failure(exc, output)}")
                 return
-        plugin_boundary.forward_output(output)
+        self._keep_output(ep, output)
 
     # -- look-ups --------------------------------------------------------------------------------
     def names(self, kind: str) -> list[str]:

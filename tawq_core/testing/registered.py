@@ -33,10 +33,11 @@ class Outcome:
     distribution: str
     status: str
     detail: str
+    checks: tuple[str, ...] = ()  # what was verified
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "distribution": self.distribution,
-                "status": self.status, "detail": self.detail}
+                "status": self.status, "detail": self.detail, "checks": list(self.checks)}
 
 
 def _entries(names: Sequence[str]) -> list[PluginEntry]:
@@ -59,8 +60,10 @@ def check_one(entry: PluginEntry) -> Outcome:
         return Outcome(entry.kind, entry.name, dist, "FAIL", str(exc).split(": ", 1)[-1])
     if report.notes:
         detail = "; ".join(report.notes)
-        return Outcome(entry.kind, entry.name, dist, "PARTIAL", detail if len(detail) <= 160 else detail[:157] + "...")
-    return Outcome(entry.kind, entry.name, dist, "PASS", "; ".join(report.checks))
+        short = detail if len(detail) <= 160 else detail[:157] + "..."
+        return Outcome(entry.kind, entry.name, dist, "PARTIAL", short, tuple(report.checks))
+    return Outcome(entry.kind, entry.name, dist, "PASS", f"all {len(report.checks)} groups of checks passed",
+                   tuple(report.checks))
 
 
 def check_registered(names: Sequence[str] = (), on_result: Callable[[Outcome], None] | None = None) -> list[Outcome]:
