@@ -1,14 +1,17 @@
 """Speed of tawq on CPU: against spikingjelly and snntorch, TaWQ's training overhead, packed inference.
 
     .venv/bin/python benchmarks/speed.py --json speed.json          # everything (~3-4 min on 2 cores)
-    .venv/bin/python benchmarks/speed.py --parts frameworks         # one part: frameworks, qat, packed
+    .venv/bin/python benchmarks/speed.py --parts frameworks         # one part: frameworks, qat, packed, deploy
     .venv/bin/python benchmarks/speed.py --quick --json /tmp/s.json # smoke run: few repeats
 
 Part 1 (`speed_frameworks`): tawq's fp32 multi-step networks vs spikingjelly 2.0 (multi-step) and
 snntorch 1.0 on identical networks (MLP 784-800-10, MLP 64-256-256-10, conv net), T = 4, train step
 and inference. Part 2 (`speed_quant`): tawq QAT step / fp32 step on a tiny SEW-ResNet and
 Spikingformer. Part 3: latency and weight memory of models loaded from packed files (tawq, ptq8)
-vs fp32. Every figure is a median of `--repeats` samples after `--warmup` rounds, and every ratio
+vs fp32. Part 4 (`speed_deploy`): deployed inference (packed weights on tawq's kernels) for every
+quantizer vs torch's dense fp32 eval and the fp32 spike-driven form, on four networks, resident bytes
+cross-checked by RSS, and one layer's time vs input firing rate. Every figure is a median of
+`--repeats` samples after `--warmup` rounds, and every ratio
 compares cases timed in turns within this run (`speed_timing.interleaved`). The machine (CPU,
 threads, versions) and the load average before and after go into the JSON: on a shared machine the
 load says how far to trust the absolute numbers; the ratios are what the run is for.
@@ -26,12 +29,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import speed_deploy
 import speed_frameworks
 import speed_quant
 import torch
-from speed_timing import load_average, machine
+from speed_timing import ROOT, load_average, machine
 
-PARTS = ("frameworks", "qat", "packed")
+PARTS = ("frameworks", "qat", "packed", "deploy")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -43,7 +47,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure")
     p.add_argument("--nets", nargs="+", choices=[n.name for n in speed_frameworks.NETS],
                    help="part 1: only these networks")
-    p.add_argument("--quick", action="store_true", help="smoke run: 3 repeats, 1 warm-up round")
+    p.add_argument("--quick", action="store_true", help="smoke run: 3 repeats, 1 warm-up round (deploy: small nets)")
+    p.add_argument("--bench-cache", type=Path, default=ROOT / "results",
+                   help="deploy: bench results root holding the default preset's trained model (default results/)")
     args = p.parse_args(argv)
     if args.quick:
         args.repeats, args.warmup = 3, 1
@@ -73,6 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         result["packed"] = speed_quant.packed_inference(args.warmup, args.repeats)
         lines += ["## Inference from packed files (eval, inference_mode)", "",
                   *speed_quant.packed_table(result["packed"]), ""]
+    if "deploy" in args.parts:
+        part_started = time.perf_counter()
+        result["deploy"] = speed_deploy.run(args.warmup, args.repeats, args.quick, args.bench_cache,
+                                            log=lambda line: print(line, file=sys.stderr))
+        result["deploy"]["elapsed_s"] = round(time.perf_counter() - part_started, 1)
+        lines += ["## Deployed inference vs fp32 (eval, inference_mode)", "", *speed_deploy.table(result["deploy"]),
+                  ""]
     result["elapsed_s"] = round(time.perf_counter() - started, 1)
     result["load_average_after"] = load_average()
     m = result["machine"]

@@ -6,10 +6,12 @@ figure is tawq step time / fp32 step time. ``weights ms`` is the quantizer alone
 weights of every quantized layer, forward and backward, as one training step computes them.
 
 Part 3 (packed inference): the model exported with ``tawq_core.export(..., "tawq", ...)`` and
-rebuilt with ``tawq_core.load_packed`` (tawq and ptq8), against the fp32 model. Latency is an eval
-forward under ``torch.inference_mode`` at batch 1 and at the training batch. Weight memory: the
-packed file's bytes, and the bytes the loaded model keeps in RAM for its weights (parameters, buffers
-and the effective weights its frozen quantizers serve; shared storage counted once).
+rebuilt with ``tawq_core.load_packed`` (tawq and ptq8) in both forms: deployed (the default: packed
+weights on tawq's kernels) and fake-quant (``deploy=False``: float effective weights, what loading gave
+before deployment existed), against the fp32 model in torch eval and deployed spike-driven. Latency is
+an eval forward under ``torch.inference_mode`` at batch 1 and at the training batch. Weight memory: the
+packed file's bytes, and the bytes the loaded model keeps resident (`tawq_core.deploy.resident_bytes`:
+every tensor reachable from the module, frozen quantizers' effective weights included, each storage once).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from speed_timing import interleaved, ratio, summary
 from torch import Tensor, nn
 
 import tawq_core
-from tawq_core.export.inference import FrozenQuantizer
+from tawq_core.deploy import resident_bytes, spike_driven
 
 T = 4
 QAT_TARGET = 1.2
@@ -122,27 +124,15 @@ def qat_overhead(warmup: int, repeats: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _weight_bytes(net: nn.Module) -> int:
-    """Bytes held for weights: parameters, buffers and frozen quantizers' effective weights, each storage once."""
-    seen: dict[int, int] = {}
-    tensors = list(net.parameters()) + list(net.buffers())
-    for module in net.modules():
-        quantizer = getattr(module, "quantizer", None)
-        if isinstance(quantizer, FrozenQuantizer):
-            tensors.append(quantizer.effective)
-    for t in tensors:
-        storage = t.untyped_storage()
-        seen[storage.data_ptr()] = storage.nbytes()
-    return sum(seen.values())
-
-
-def _exported(spec: ModelSpec, quantizer: str, folder: Path) -> tuple[nn.Module, dict[str, Any]]:
+def _exported(spec: ModelSpec, quantizer: str, folder: Path) -> dict[str, tuple[nn.Module, dict[str, Any]]]:
+    """The packed file of `spec` quantized with `quantizer`, loaded deployed and as fake-quant."""
     model = spec.build()
     tawq_core.quantize(model, quantizer, timesteps=T)
     path = folder / f"{spec.name}-{quantizer}.tawq"
     report = tawq_core.export(model, "tawq", path, model_name=spec.name,
                               model_options={"num_classes": 10, "sample_shape": spec.sample, **spec.options})
-    return tawq_core.load_packed(path), report.to_dict()
+    return {quantizer: (tawq_core.load_packed(path), report.to_dict()),
+            f"{quantizer} fake-quant": (tawq_core.load_packed(path, deploy=False), report.to_dict())}
 
 
 def packed_inference(warmup: int, repeats: int) -> list[dict[str, Any]]:
@@ -150,9 +140,9 @@ def packed_inference(warmup: int, repeats: int) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         for spec in MODELS:
             fp32 = spec.build().eval()
-            loaded = {"fp32": (fp32, None)}
+            loaded = {"fp32": (fp32, None), "fp32 spike-driven": (spike_driven(fp32), None)}
             for quantizer in ("tawq", "ptq8"):
-                loaded[quantizer] = _exported(spec, quantizer, Path(tmp))
+                loaded.update(_exported(spec, quantizer, Path(tmp)))
             row: dict[str, Any] = {"model": spec.name, "label": spec.label, "timesteps": T, "variants": {}}
             for batch in (1, spec.batch):
                 x, _ = _data(spec, batch, seed=1)
@@ -164,7 +154,7 @@ def packed_inference(warmup: int, repeats: int) -> list[dict[str, Any]]:
                 b.numel() * b.element_size() for b in fp32.buffers())
             for name, (net, report) in loaded.items():
                 v = row["variants"][name]
-                v["resident_weight_bytes"] = _weight_bytes(net)
+                v["resident_weight_bytes"] = resident_bytes(net)
                 v["file_bytes"] = report["bytes"] if report else None
                 v["bits_per_weight"] = report["bits_per_weight"] if report else 32.0
                 v["bits_per_weight_total"] = report["bits_per_weight_total"] if report else 32.0
@@ -185,15 +175,17 @@ def qat_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def packed_table(rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["| model | weights | batch 1 ms | batch N ms | file KiB | resident weight KiB | bits/weight "
-             "(codes / +scales) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| model | weights | batch 1 ms | batch N ms | x fp32 (1 / N) | file KiB | resident weight KiB | "
+             "bits/weight (codes / +scales) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        fp32 = r["variants"]["fp32"]["latency_ms"]
         for name, v in r["variants"].items():
             latency = v["latency_ms"]
-            batches = sorted(latency, key=int)
+            one, n = sorted(latency, key=int)
             file_kib = "-" if v["file_bytes"] is None else f"{v['file_bytes'] / 1024:.1f}"
-            lines.append(f"| {r['label']} | {name} | {latency[batches[0]]['median']:.2f} | "
-                         f"{latency[batches[-1]]['median']:.2f} (B={batches[-1]}) | {file_kib} | "
+            lines.append(f"| {r['label']} | {name} | {latency[one]['median']:.2f} | "
+                         f"{latency[n]['median']:.2f} (B={n}) | "
+                         f"{ratio(fp32[one], latency[one]):.2f} / {ratio(fp32[n], latency[n]):.2f} | {file_kib} | "
                          f"{v['resident_weight_bytes'] / 1024:.1f} | {v['bits_per_weight']:.2f} / "
                          f"{v['bits_per_weight_total']:.2f} |")
     return lines

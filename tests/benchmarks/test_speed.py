@@ -18,7 +18,8 @@ def _positive(x) -> bool:
 def test_quick_run_writes_every_part(tmp_path):
     out = tmp_path / "speed.json"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--threads", "1", "--nets", "mlp-64-256-256-10",
-                           "--json", str(out)], capture_output=True, text=True, timeout=300)
+                           "--parts", "frameworks", "qat", "packed", "--json", str(out)],  # deploy: test_speed_deploy
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| mlp-64-256-256-10 | default | train |" in proc.stdout
     result = json.loads(out.read_text())
@@ -49,7 +50,10 @@ def test_quick_run_writes_every_part(tmp_path):
 
     for r in result["packed"]:
         variants = r["variants"]
-        assert set(variants) == {"fp32", "tawq", "ptq8"}
+        assert set(variants) == {"fp32", "fp32 spike-driven", "tawq", "tawq fake-quant", "ptq8", "ptq8 fake-quant"}
         assert variants["tawq"]["bit_exact_reload"] is True and variants["tawq"]["bits_per_weight"] < 4
         assert all(_positive(v["resident_weight_bytes"]) for v in variants.values())
+        # the deployed form keeps packed weights only; the fake-quant form float effective weights and latents
+        assert variants["tawq"]["resident_weight_bytes"] < variants["fp32"]["resident_weight_bytes"]
+        assert variants["tawq fake-quant"]["resident_weight_bytes"] > variants["fp32"]["resident_weight_bytes"]
         assert all(len(v["latency_ms"]) == 2 for v in variants.values())
