@@ -48,8 +48,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--nets", nargs="+", choices=[n.name for n in speed_frameworks.NETS],
                    help="part 1: only these networks")
     p.add_argument("--quick", action="store_true", help="smoke run: 3 repeats, 1 warm-up round (deploy: small nets)")
-    p.add_argument("--bench-cache", type=Path, default=ROOT / "results",
-                   help="deploy: bench results root holding the default preset's trained model (default results/)")
+    p.add_argument("--cache", type=Path, default=ROOT / "results",
+                   help="deploy: folder caching the trained MNIST-1D model under speed-deploy/ (default results/)")
     args = p.parse_args(argv)
     if args.quick:
         args.repeats, args.warmup = 3, 1
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                   *speed_quant.packed_table(result["packed"]), ""]
     if "deploy" in args.parts:
         part_started = time.perf_counter()
-        result["deploy"] = speed_deploy.run(args.warmup, args.repeats, args.quick, args.bench_cache,
+        result["deploy"] = speed_deploy.run(args.warmup, args.repeats, args.quick, args.cache,
                                             log=lambda line: print(line, file=sys.stderr))
         result["deploy"]["elapsed_s"] = round(time.perf_counter() - part_started, 1)
         lines += ["## Deployed inference vs fp32 (eval, inference_mode)", "", *speed_deploy.table(result["deploy"]),

@@ -9,8 +9,8 @@ reachable, each storage once), cross-checked in a fresh process by the RSS growt
 forward (`speed_rss`). Quantized models are the fp32 weights quantized without fine-tuning: speed does
 not depend on fine-tuning, and each row's firing rates are reported.
 
-Networks: SEW-ResNet (1,1)x48 on MNIST-1D trained with the default preset's recipe (its cached model
-when `make bench` has run, else trained here), Spikingformer-1-64 on 3x16x16, and SEW-ResNet-18 and
+Networks: SEW-ResNet (1,1)x48 on MNIST-1D trained with the default preset's recipe (trained on first
+use and cached under results/speed-deploy/), Spikingformer-1-64 on 3x16x16, and SEW-ResNet-18 and
 Spikingformer-4-384 on 3x32x32 at N = 16; the untrained nets get their BatchNorm gains scaled so that
 the median spiking layer fires 10-15 % on the benchmark input. Then one layer (SEW-ResNet-18's first
 stage conv, 64->64 3x3 at 32x32) deployed ternary vs fp32 dense at input firing rates 2-50 %.
@@ -107,18 +107,28 @@ def _analog(sample: tuple[int, ...], batch: int, seed: int) -> Tensor:
 
 
 def _trained_mnist1d(quick: bool, cache: Path, log: Callable[[str], None]) -> tuple[nn.Module, dict[str, Any], Tensor]:
-    """The default preset's fp32 SEW-ResNet from the bench cache under `cache` (`make bench` fills
-    results/; trained and cached there if absent; --quick: one epoch) and a test batch of the preset's
-    measure batch size."""
+    """The default preset's fp32 SEW-ResNet trained with its recipe (--quick: one epoch), cached under
+    `cache` by a digest of dataset, model and recipe (trained and saved on first use), and a test batch of
+    the preset's measure batch size."""
     from tawq_core.bench import load_preset
-    from tawq_core.bench.cells import model_inputs
-    from tawq_core.bench.runner import Runner
+    from tawq_core.bench.cells import build_model, model_inputs
+    from tawq_core.bench.config import digest
+    from tawq_core.checkpoint import load_checkpoint, load_into, save_checkpoint
 
-    cfg = load_preset("default").with_overrides(quantizers=["fp32"], epochs=1 if quick else None)
-    runner = Runner(cfg, cache, log=log, progress=False)
-    runner.store.prepare()
-    model, _ = runner.model_for(cfg.seeds[0], "fp32")
-    splits = runner.splits
+    cfg = load_preset("default").with_overrides(epochs=1 if quick else None)
+    splits = tawq_core.create("dataset", cfg.dataset, **cfg.dataset_options)
+    recipe = cfg.train_config(cfg.seeds[0])
+    key = digest({"dataset": cfg.dataset, "model": cfg.model, "options": cfg.model_options, "neuron": cfg.neuron,
+                  "timesteps": cfg.timesteps, "train": recipe.to_dict()})[:16]
+    path = cache / "speed-deploy" / f"sew-resnet-mnist1d-{key}.safetensors"
+    tawq_core.seed_everything(cfg.seeds[0])
+    model = build_model(cfg, splits)
+    if path.is_file():
+        load_into(model, load_checkpoint(path)[0], source=str(path))
+    else:
+        log(f"deploy: training the default preset's fp32 model ({recipe.epochs} epochs), cached as {path}")
+        tawq_core.train(model, splits, recipe, progress=False)
+        save_checkpoint(path, model, {"model": cfg.model})
     options = {"num_classes": splits.num_classes, "sample_shape": tuple(splits.sample_shape),
                "neuron": cfg.neuron, **cfg.model_options}
     (x,) = model_inputs(cfg, splits, splits.test, cfg.measure.batch_size, 1, torch.device("cpu"))
@@ -210,8 +220,8 @@ def rate_sweep(warmup: int, repeats: int, quick: bool, rates: tuple[float, ...] 
 
 
 def run(warmup: int, repeats: int, quick: bool, cache: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every network's rows and the one-layer rate sweep; `cache` is the bench results root holding (or
-    receiving) the trained MNIST-1D model."""
+    """Every network's rows and the one-layer rate sweep; `cache` holds (or receives) the trained MNIST-1D
+    model."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
