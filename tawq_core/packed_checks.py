@@ -76,3 +76,13 @@ def digits(data: Tensor, name: str, base: int, count: int) -> str | None:
     if int(groups.max()) >= base**n:
         return f"{name} holds codes outside the quantizer's {base} states"
     return None
+
+
+def digits_and_alpha(packed: PackedWeight, key: str, base: int) -> str | None:
+    """The layout binary and ternary share: one payload of `base`-state digits (`pack_digits`, uint8) and a
+    float32 ``alpha`` per output channel."""
+    return (keys(packed, {key}, {"alpha"})
+            or entry(packed, "payload", key, torch.uint8)
+            or digits(packed.payload[key], key, base, packed.numel)
+            or entry(packed, "scales", "alpha", torch.float32, packed.shape[0])
+            or finite(packed))

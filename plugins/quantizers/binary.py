@@ -62,14 +62,8 @@ class Binary(Quantizer):
         alpha = packed.scales["alpha"].reshape(-1, *([1] * (signs.dim() - 1)))
         return _scaled(alpha, signs)
 
-
     def check_packed(self, packed: PackedWeight) -> str | None:
-        c = packed_checks
-        return (c.keys(packed, {"signs"}, {"alpha"})
-                or c.entry(packed, "payload", "signs", torch.uint8)
-                or c.digits(packed.payload["signs"], "signs", 2, packed.numel)
-                or c.entry(packed, "scales", "alpha", torch.float32, packed.shape[0])
-                or c.finite(packed))
+        return packed_checks.digits_and_alpha(packed, "signs", 2)
 
 
 @hookimpl

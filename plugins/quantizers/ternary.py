@@ -66,14 +66,8 @@ class Ternary(Quantizer):
         alpha = packed.scales["alpha"].reshape(-1, *([1] * (len(packed.shape) - 1)))
         return _scaled(alpha, q.reshape(packed.shape))
 
-
     def check_packed(self, packed: PackedWeight) -> str | None:
-        c = packed_checks
-        return (c.keys(packed, {"trits"}, {"alpha"})
-                or c.entry(packed, "payload", "trits", torch.uint8)
-                or c.digits(packed.payload["trits"], "trits", 3, packed.numel)
-                or c.entry(packed, "scales", "alpha", torch.float32, packed.shape[0])
-                or c.finite(packed))
+        return packed_checks.digits_and_alpha(packed, "trits", 3)
 
 
 @hookimpl
