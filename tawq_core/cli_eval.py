@@ -64,7 +64,8 @@ def evaluate_packed(path: Path, dataset: str, backend_name: str = "cpu", batch_s
                     data_dir: str | None = None, download: bool = False, dataset_options: dict[str, Any] | None = None,
                     warmup: int = 3, repeats: int = 20) -> dict[str, Any]:
     """Accuracy, latency at batch 1 and `batch_size`, resident bytes and kernels of the deployed packed model."""
-    from tawq_core.deploy import kernels_used, resident_bytes
+    from tawq_core.bench.forms import layer_kernels
+    from tawq_core.deploy import resident_bytes
     from tawq_core.export.packed_load import load_packed_file
     from tawq_core.registry import create
     from tawq_core.training import evaluate
@@ -82,7 +83,7 @@ def evaluate_packed(path: Path, dataset: str, backend_name: str = "cpu", batch_s
     return {"file": str(path), "file_bytes": path.stat().st_size, "model": loaded.record.get("model"),
             "dataset": dataset, "test_samples": len(splits.test), "timesteps": T, "backend": backend.name,
             "top1": 100.0 * top1, "latency": latency, "resident_bytes": resident_bytes(model),
-            "kernels": kernels_used(model)}
+            "kernels": layer_kernels(model)}
 
 
 def _summary(r: dict[str, Any]) -> str:

@@ -196,7 +196,7 @@ def _measure_form(form: Form, x: torch.Tensor, cfg: BenchConfig, backend: Backen
         "latency_b1": _latency_record(latency_b1, 1),
         "memory": memory.result.to_dict(),
         "energy": {"measured": _per_sample(energy, batch)},
-        "deployed": {"form": form.name, "resident_bytes": resident_bytes(net), "kernels": layer_kernels(form),
+        "deployed": {"form": form.name, "resident_bytes": resident_bytes(net), "kernels": layer_kernels(net),
                      "note": form.note},
     }
 

@@ -45,14 +45,14 @@ def _eval_copy(model: nn.Module, device: torch.device) -> nn.Module:
     return copy.deepcopy(model).to(device).eval()
 
 
-def layer_kernels(form: Form) -> dict[str, str]:
+def layer_kernels(net: nn.Module) -> dict[str, str]:
     """Layer name -> the kernel its last forward ran: deployed layers name their path
     (`tawq_core.deploy.kernels_used`); torch's own conv/linear layers (stem, head, the fp32 reference) run
     torch's dense fp32 op, fake-quant layers torch's op on their effective weights."""
     from tawq_core.deploy import kernels_used
 
-    found = kernels_used(form.net)
-    for name, m in form.net.named_modules():
+    found = kernels_used(net)
+    for name, m in net.named_modules():
         if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)) and name not in found:
             found[name] = FAKE_QUANT_KERNEL if is_quantized(m) else TORCH_KERNEL
     return found
