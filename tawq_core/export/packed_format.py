@@ -185,6 +185,10 @@ def check_record(record: dict[str, Any], tensors: dict[str, Tensor], path: Path)
            "a model plugin name or null")
     for key in ("model_options", "layers", "quantizers"):
         _field(path, repr(key), record.get(key), isinstance(record.get(key), dict), "a table")
+    for name, info in record["quantizers"].items():
+        _field(path, f"quantizers.{name}", info, isinstance(info, dict), "a table")
+        for key in ("config", "options"):
+            _field(path, f"quantizers.{name}.{key}", info.get(key), isinstance(info.get(key) or {}, dict), "a table")
     expected: set[str] = set()
     for name, layer in record["layers"].items():
         where = f"layers.{name}"

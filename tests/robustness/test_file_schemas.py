@@ -101,6 +101,7 @@ def test_packed_contents_outside_the_quantizer_are_refused(tmp_path, quantizer, 
     (None, lambda r: r.__setitem__("timesteps", "four"), "field 'timesteps' must be an integer >= 1, got 'four'"),
     (None, lambda r: r["layers"]["body.2.0"].__setitem__("shape", [16, -1]), "field layers.body.2.0.shape"),
     (None, lambda r: r["layers"]["body.2.0"].__setitem__("quantizer", "nope"), "field layers.body.2.0.quantizer"),
+    (None, lambda r: r["quantizers"]["tawq"].__setitem__("options", [1]), "field quantizers.tawq.options"),
     (lambda d: d[_key(d, "fp/head.bias")].__setitem__(0, float("inf")), None, "'fp/head.bias' (0 NaN, 1 inf"),
 ])
 def test_packed_keys_and_record_are_validated(tmp_path, tensors, record, words):
