@@ -107,7 +107,7 @@ def storage_bits(model: torch.nn.Module) -> tuple[float, float]:
     """Bits per weight over the quantized layers, measured from the packed bytes (codes, codes+scales)."""
     payload = total = weights = 0
     for _, layer in quantized_layers(model):
-        packed = layer.quantizer.pack(layer.weight, layer.timesteps)
+        packed = layer.pack()
         payload, total, weights = payload + packed.payload_bytes, total + packed.nbytes, weights + packed.numel
     return (8 * payload / weights, 8 * total / weights) if weights else (32.0, 32.0)
 
@@ -129,8 +129,7 @@ def execute(task: Task, run: Run, device: str, fp32_state: dict[str, torch.Tenso
     report = quantize(model, run.quantizer, task.timesteps) if run.quantizer != "fp32" else None
     started = time.perf_counter()
     if run.init == "ptq":
-        quantizer = next(layer.quantizer for _, layer in quantized_layers(model))
-        quantizer.calibrate(model, [])  # a no-op for ptq8 (see its docstring), kept for the protocol
+        tawq_core.calibrate(model, [])  # fits nothing for ptq8 (stateless), kept for the protocol
         test = evaluate(model, splits.test, splits.encoding, task.timesteps, device)
     else:
         finetune, kd = run.init in FINETUNES, run.init == "finetune-kd"

@@ -12,6 +12,7 @@ os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
 from importlib.metadata import PackageNotFoundError, version  # noqa: E402
 
 from tawq_core.backend import Availability, Backend, MeterReading, Timer
+from tawq_core.calibration import calibrate
 from tawq_core.checkpoint import build_from_checkpoint, load_checkpoint, load_into, save_checkpoint
 from tawq_core.data import DatasetFactory, DatasetSplits, Encoding, encode_batch
 from tawq_core.energy import EnergyModel, estimate_energy, measure_energy
@@ -100,6 +101,7 @@ __all__ = [
     "UnmarkedRule",
     "__version__",
     "build_from_checkpoint",
+    "calibrate",
     "check_training_memory",
     "count_ops",
     "create",

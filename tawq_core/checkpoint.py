@@ -228,8 +228,10 @@ def build_from_checkpoint(path: str | os.PathLike[str], device: torch.device | s
             raise CheckpointError(f"{path} was quantized with {meta['quantizer']!r} but this tawq has no "
                                   "tawq_core.quantize; upgrade tawq")
         quantizer = tawq_core.create("quantizer", meta["quantizer"], **(meta.get("quantizer_options") or {}))
+        if meta.get("timesteps") is None:  # T sets the weight sets of temporal layers: never defaulted
+            raise CheckpointError(f"{path} was quantized with {meta['quantizer']!r} but records no timesteps; "
+                                  "save it again with meta timesteps=T (tawq train records it)")
         policy = meta.get("quant_policy")
-        quantize(model, quantizer, int(meta.get("timesteps") or 1),
-                 tawq_core.QuantPolicy(**policy) if policy else None)
+        quantize(model, quantizer, meta["timesteps"], tawq_core.QuantPolicy(**policy) if policy else None)
     load_into(model, state, meta, source=f"checkpoint {path}")
     return model.to(device), meta

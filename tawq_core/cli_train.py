@@ -73,16 +73,12 @@ def _timesteps(splits: DatasetSplits, requested: int | None) -> int:
 
 def _calibrate(model: torch.nn.Module, splits: DatasetSplits, timesteps: int, batch_size: int,
                device: torch.device) -> None:
-    """PTQ: each distinct quantizer sees the first training batches in order, encoded [T, B, ...]."""
-    from tawq_core.quantization import quantized_layers
+    """PTQ: fit every layer's quantizer state on the first training batches in order, encoded [T, B, ...]."""
+    from tawq_core.calibration import calibrate
 
     loader = DataLoader(splits.train, batch_size=batch_size, shuffle=False)
-    inputs = [encode_batch(x, splits.encoding, timesteps).to(device) for x, _ in islice(loader, CALIBRATION_BATCHES)]
-    seen: set[int] = set()
-    for _, layer in quantized_layers(model):
-        if id(layer.quantizer) not in seen:
-            seen.add(id(layer.quantizer))
-            layer.quantizer.calibrate(model, inputs)
+    calibrate(model, (encode_batch(x, splits.encoding, timesteps).to(device)
+                      for x, _ in islice(loader, CALIBRATION_BATCHES)))
 
 
 def _quantize(model: torch.nn.Module, quantizer: Quantizer, timesteps: int) -> dict[str, Any]:

@@ -23,9 +23,27 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tawq_core.errors import ShapeError
-from tawq_core.quantizer import Quantizer, check_timesteps
+from tawq_core.quantizer import PackedWeight, Quantizer, check_timesteps, with_state
 from tawq_core.roles import ROLE_ATTRIBUTE
 from tawq_core.time_layout import layout_of, split_time
+
+#: buffer-name prefix of the quantizer state a layer holds (state-dict keys ``<layer>.qstate_<name>``)
+STATE_PREFIX = "qstate_"
+
+
+def fingerprint(t: Tensor) -> tuple[float, ...]:
+    """A cheap checksum of `t`'s values for the eval cache: ``.data`` edits bump no version counter.
+
+    The total and the row and column sums weighted by position (so swapped rows or columns show too):
+    two float32 reductions, about 1% of computing tawq's effective weights (SEW-ResNet, 11M weights,
+    T=4, CPU: 23 ms vs 1.9 s; float64 sums cost 129 ms). An edit smaller than the sums' rounding can
+    pass unseen: the price of not hashing every byte on every forward.
+    """
+    m = t.detach().reshape(t.shape[0], -1) if t.dim() else t.detach().reshape(1, 1)
+    rows, cols = m.sum(1).double(), m.sum(0).double()
+    ramp = torch.arange(1, max(rows.numel(), cols.numel()) + 1, device=m.device, dtype=torch.float64)
+    sums = torch.stack((rows.sum(), rows @ ramp[: rows.numel()], cols @ ramp[: cols.numel()]))
+    return tuple(sums.tolist())
 
 
 def resolve_quantizer(quantizer: Quantizer | str) -> Quantizer:
@@ -50,7 +68,27 @@ class _QuantMixin:
         self.quantizer = resolve_quantizer(quantizer)
         self.timesteps = check_timesteps(timesteps)
         self._cache: tuple[tuple[Any, ...], Tensor] | None = None
+        self._state_version = 0  # bumped by calibration and load_state_dict: part of the cache key
+        for key, value in self.quantizer.init_state(self.weight.detach()).items():
+            self.register_buffer(STATE_PREFIX + key, value)  # type: ignore[attr-defined]
         layout_of(self)  # its own layout until quantize() attaches it to the model's
+
+    def quantizer_state(self) -> dict[str, Tensor]:
+        """This layer's quantizer state (`Quantizer.init_state`), held as buffers ``qstate_<name>``."""
+        buffers: dict[str, Tensor | None] = self._buffers  # type: ignore[attr-defined]
+        return {k[len(STATE_PREFIX):]: v for k, v in buffers.items() if k.startswith(STATE_PREFIX) and v is not None}
+
+    def state_changed(self) -> None:
+        """Say the quantizer state was updated (calibration does): the eval cache is rebuilt."""
+        self._state_version += 1
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)  # type: ignore[misc]
+        self.state_changed()
+
+    def pack(self) -> PackedWeight:
+        """The storage form of this layer's effective weights (`Quantizer.pack` with the layer's state)."""
+        return self.quantizer.pack(self.weight.detach(), self.timesteps, **with_state(self.quantizer_state()))
 
     @classmethod
     def from_float(cls, layer: nn.Module, quantizer: Quantizer | str, timesteps: int) -> Any:
@@ -73,13 +111,17 @@ class _QuantMixin:
 
     def _cache_key(self) -> tuple[Any, ...]:
         w = self.weight
-        return (id(w), w.data_ptr(), w._version, w.device, w.dtype, self.timesteps, id(self.quantizer))
+        state = self.quantizer_state()
+        return (id(w), w.data_ptr(), w._version, w.device, w.dtype, self.timesteps, id(self.quantizer),
+                self._state_version, fingerprint(w), *(fingerprint(t) for t in state.values()))
 
     def effective_weight(self) -> Tensor:
         """``[T, *weight.shape]`` for temporal quantizers, ``weight.shape`` for static ones.
 
         In eval mode the result is cached (the spec: precompute q and alpha once at inference) unless
-        gradients are wanted, and rebuilt when the weight is modified or replaced, or T changes.
+        gradients are wanted, and rebuilt when the weight or quantizer state changes (version counters,
+        `load_state_dict`, calibration, and a checksum for ``.data`` edits, which bump no version), when
+        either is replaced, or when T changes.
         """
         if self.training or (torch.is_grad_enabled() and self.weight.requires_grad):
             return self._compute()
@@ -90,7 +132,7 @@ class _QuantMixin:
         return self._cache[1]
 
     def _compute(self) -> Tensor:
-        w = self.quantizer.weights(self.weight, self.timesteps)
+        w = self.quantizer.weights(self.weight, self.timesteps, **with_state(self.quantizer_state()))
         return w if w.dtype == self.weight.dtype else w.to(self.weight.dtype)
 
     def train(self, mode: bool = True) -> Any:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from tawq_core.errors import ConfigError, ShapeError
 
@@ -84,6 +83,12 @@ class Quantizer(ABC):
 
     Implementations must keep no state between calls of `weights` (every forward starts fresh), and
     `unpack(pack(w, T))` must equal ``weights(w, T)`` bit-exactly in eval mode.
+
+    Per-layer state (calibration statistics) has its home on the layer, not on the shared instance:
+    `init_state` declares it, the quantized layer holds it as buffers (so state dicts, checkpoints and
+    packed files carry it), `calibrate` updates it, and a quantizer with state receives the layer's
+    as ``state=`` (a name -> tensor dict) in `weights` and `pack`. Stateless quantizers keep the
+    two-argument signatures.
     """
 
     name: ClassVar[str] = ""
@@ -95,8 +100,15 @@ class Quantizer(ABC):
     def weights(self, w: Tensor, timesteps: int) -> Tensor:
         """Effective weights: ``[T, *w.shape]`` if `temporal`, else ``w.shape``. Differentiable for QAT."""
 
-    def calibrate(self, model: nn.Module, loader: Iterable[Any]) -> None:  # noqa: B027 - optional hook
-        """Fit post-training statistics on data (PTQ); QAT and identity quantizers need nothing."""
+    def init_state(self, w: Tensor) -> dict[str, Tensor]:
+        """The per-layer state for a layer whose latent weight has `w`'s shape, dtype and device, at its
+        uncalibrated value; names must be valid identifiers. Default: none (a stateless quantizer)."""
+        return {}
+
+    def calibrate(self, state: dict[str, Tensor], w: Tensor, x: Tensor) -> None:  # noqa: B027 - optional hook
+        """Update one layer's `state` in place from one calibration batch (PTQ): `x` is the input the layer
+        received, `w` its latent weight. `tawq_core.calibrate` calls it per layer and batch, in order.
+        Default: nothing to fit."""
 
     @abstractmethod
     def pack(self, w: Tensor, timesteps: int) -> PackedWeight:
@@ -122,6 +134,12 @@ class Quantizer(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config()})"
+
+
+def with_state(state: dict[str, Tensor]) -> dict[str, Any]:
+    """The keyword arguments that hand a layer's quantizer state to `weights` / `pack`: none when the
+    quantizer is stateless, so its two-argument signatures stay valid."""
+    return {"state": state} if state else {}
 
 
 def check_timesteps(timesteps: int) -> int:

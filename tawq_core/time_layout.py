@@ -78,19 +78,26 @@ class TimeLayout:
         if self.in_stepwise or not isinstance(x, Tensor):
             self._batches.append(None)  # stepwise calls need no B; a non-tensor input gives none
             return
-        if x.dim() < 2 or x.shape[0] != self.timesteps:
-            raise ShapeError(f"model input {tuple(x.shape)} is not time-major [T, B, ...] with T={self.timesteps} "
-                             "(the T its layers were quantized for); encode inputs with that T, call "
-                             "tawq_core.set_timesteps, or for one step per call wrap the time loop in "
-                             "`with tawq_core.stepwise(model):`")
+        T = self.timesteps
+        if x.dim() < 2:
+            raise ShapeError(f"model input {tuple(x.shape)} is not time-major [T={T}, B, ...]; for one step per "
+                             "call wrap the time loop in `with tawq_core.stepwise(model):`")
+        if x.shape[0] != T:
+            quantizers = ", ".join(sorted({layer.quantizer.name for layer in self.names}))
+            raise ShapeError(f"model input {tuple(x.shape)} has T={x.shape[0]} timesteps, but this model's layers "
+                             f"were quantized with {quantizers} for T={T} (one weight set per timestep); encode "
+                             f"inputs with T={T}, call tawq_core.set_timesteps(model, {x.shape[0]}), or for one step "
+                             "per call wrap the time loop in `with tawq_core.stepwise(model):`")
         self._batches.append(int(x.shape[1]))
 
     def leave_forward(self, model: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if self._batches:
             self._batches.pop()
 
-    def name_of(self, layer: nn.Module) -> str:
-        return self.names.get(layer, type(layer).__name__)
+    def describe(self, layer: nn.Module) -> str:
+        """``QuantLinear 'body.2.0'`` (the qualified name `quantize` gave it), or the class alone."""
+        name = self.names.get(layer, "")
+        return f"{type(layer).__name__} {name!r}" if name else type(layer).__name__
 
 
 def install_time_layout(model: nn.Module, layers: Iterable[tuple[str, nn.Module]]) -> TimeLayout | None:
@@ -117,7 +124,7 @@ def layout_of(layer: nn.Module) -> TimeLayout:
     layout = layer.__dict__.get("time_layout")
     if layout is None:
         layout = TimeLayout(layer.timesteps)
-        layout.attach(layer, type(layer).__name__)
+        layout.attach(layer, "")  # unnamed: used on its own
     return layout
 
 
@@ -151,7 +158,7 @@ def split_time(layer: nn.Module, x: Tensor, sample_dims: int, *, extra_leading: 
     shape = tuple(x.shape)
     lead = shape[: x.dim() - sample_dims]
     sample = shape[x.dim() - sample_dims:]
-    who = f"{type(layer).__name__} {layout.name_of(layer)!r}"
+    who = layout.describe(layer)
     if not lead:
         raise ShapeError(f"{who} got {shape} without a batch dim; feed [T, B, ...] or [T*B, ...]")
     if layout.steps is not None:
@@ -171,7 +178,7 @@ def split_time(layer: nn.Module, x: Tensor, sample_dims: int, *, extra_leading: 
     if one_batch_dim and (lead[0] == T * B if B is not None else T == 1):
         return TimeView(x.reshape(T, -1, *sample), slice(None), lead)  # [T*B, ...]
     if one_batch_dim and B is not None and lead[0] == B:
-        name = layout.name_of(layer)
+        name = layout.names.get(layer) or type(layer).__name__
         raise ShapeError(f"{who} got {shape}: leading dim {B} is the batch, not T*B={T * B}; if the input was "
                          f"averaged over time, keep this layer in full precision with "
                          f"QuantPolicy(exclude=[{name!r}]); if it is called once per timestep, run the time "

@@ -3,7 +3,8 @@
 Layout convention (spikingjelly's SeqToANNContainer style): activations travel as ``[T, B, ...]``;
 stateless layers (conv, linear, BN, pooling) run on the folded ``[T*B, ...]`` view, neurons on the
 time-major one. `Flat` does the folding, so every conv/linear is called as ``layer(x_flat)`` and the
-quantizer can swap it for a ``QuantConv2d``/``QuantLinear`` that accepts exactly that layout.
+quantizer can swap it for a ``QuantConv2d``/``QuantLinear`` that accepts exactly that layout (B comes
+from the model's forward, T is checked there: `tawq_core.time_layout`).
 """
 
 from __future__ import annotations
@@ -25,22 +26,8 @@ class Flat(nn.Sequential):
         t, b = x.shape[:2]
         y = x.flatten(0, 1)
         for layer in self:
-            _check_quantized_timesteps(layer, t)
             y = layer(y)
         return y.reshape(t, b, *y.shape[1:])
-
-
-def _check_quantized_timesteps(layer: nn.Module, t: int) -> None:
-    """A temporal quantizer holds one weight set per timestep; folded ``[T*B, ...]`` input cannot tell T
-    from B, so a mismatch would silently mix timesteps and samples. Here T is still known: check it."""
-    attributes = vars(layer)  # plain attributes: no nn.Module.__getattr__ miss per layer and forward
-    timesteps = attributes.get("timesteps")
-    if timesteps is not None and timesteps != t and getattr(attributes.get("quantizer"), "temporal", False):
-        raise ShapeError(
-            f"got an input with T={t} timesteps, but this model's layers were quantized with "
-            f"{layer.quantizer.name} for T={timesteps} (one weight set per timestep); encode inputs with "
-            f"T={timesteps}, or call tawq_core.set_timesteps(model, {t}) first"
-        )
 
 
 class NeuronFactory:

@@ -7,11 +7,8 @@ one float32 scale per output channel.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from tawq_core import PackedWeight, Quantizer, QuantMode, hookimpl, packed_checks
 from tawq_core.plugin import check_timesteps, fan_in_dims, float32_weights
@@ -25,7 +22,12 @@ def _dequantize(q: Tensor, scale: Tensor) -> Tensor:
 
 
 class Ptq8(Quantizer):
-    """Weight-only int8: ``weights(w, T)`` returns ``w.shape`` (static over time), no gradient."""
+    """Weight-only int8: ``weights(w, T)`` returns ``w.shape`` (static over time), no gradient.
+
+    Stateless, so calibration fits nothing: weight scales come from the weights themselves, and the
+    activations between quantized layers are binary spikes, which need no range. The only analog
+    activations feed the stem, which the default policy keeps in full precision.
+    """
 
     name = "ptq8"
     mode = QuantMode.PTQ
@@ -43,11 +45,6 @@ class Ptq8(Quantizer):
     def weights(self, w: Tensor, timesteps: int) -> Tensor:
         check_timesteps(timesteps)
         return _dequantize(*self.codes(w))
-
-    def calibrate(self, model: nn.Module, loader: Iterable[Any]) -> None:
-        """Nothing to fit: weight scales come from the weights themselves, and the activations between
-        quantized layers are binary spikes, which need no range. The only analog activations feed the
-        stem, which the default policy keeps in full precision."""
 
     def pack(self, w: Tensor, timesteps: int) -> PackedWeight:
         check_timesteps(timesteps)

@@ -24,7 +24,7 @@ from tawq_core.export.neurons import InferenceNeuron, neuron_spec
 from tawq_core.neuron import Neuron
 from tawq_core.plugin_boundary import label
 from tawq_core.quantization import quantized_layers
-from tawq_core.quantizer import PackedWeight, Quantizer, QuantMode
+from tawq_core.quantizer import PackedWeight, Quantizer, QuantMode, with_state
 
 
 class FrozenQuantizer(Quantizer):
@@ -36,26 +36,34 @@ class FrozenQuantizer(Quantizer):
 
     mode = QuantMode.NONE
 
-    def __init__(self, source: Quantizer, effective: Tensor, timesteps: int, packed: PackedWeight | None = None):
+    def __init__(self, source: Quantizer, effective: Tensor, timesteps: int, packed: PackedWeight | None = None,
+                 state: dict[str, Tensor] | None = None):
         self.source = source
         self.name = source.name  # type: ignore[misc]  # instance value shadows the ClassVar on purpose
         self.temporal = source.temporal  # type: ignore[misc]
         self.effective = effective.detach()
         self.timesteps = timesteps
         self.packed = packed
+        self.state = {k: v.detach().clone() for k, v in (state or {}).items()}  # the layer's, for `pack`
+
+    def init_state(self, w: Tensor) -> dict[str, Tensor]:
+        """The source's state layout, so a loaded layer has the buffers the file's state loads into."""
+        return self.source.init_state(w)
 
     def _check(self, timesteps: int) -> None:
         if timesteps != self.timesteps:
             raise ConfigError(f"these {self.name} weights were frozen for T={self.timesteps}, asked for "
                               f"T={timesteps}; export and load the model at the T it runs with")
 
-    def weights(self, w: Tensor, timesteps: int) -> Tensor:
+    def weights(self, w: Tensor, timesteps: int, state: dict[str, Tensor] | None = None) -> Tensor:
         self._check(timesteps)
         return self.effective.to(device=w.device)
 
-    def pack(self, w: Tensor, timesteps: int) -> PackedWeight:
+    def pack(self, w: Tensor, timesteps: int, state: dict[str, Tensor] | None = None) -> PackedWeight:
         self._check(timesteps)
-        return self.packed if self.packed is not None else self.source.pack(w, timesteps)
+        if self.packed is not None:
+            return self.packed
+        return self.source.pack(w, timesteps, **with_state(self.state))
 
     def unpack(self, packed: PackedWeight) -> Tensor:
         return self.source.unpack(packed)
@@ -81,7 +89,8 @@ def freeze_quantized(model: nn.Module) -> int:
             layer.eval()
             effective = layer.effective_weight().detach().clone()
             layer.train(was_training)
-            layer.quantizer = FrozenQuantizer(layer.quantizer, effective, layer.timesteps)
+            layer.quantizer = FrozenQuantizer(layer.quantizer, effective, layer.timesteps,
+                                              state=layer.quantizer_state())
     return len(layers)
 
 

@@ -91,7 +91,7 @@ def packed_layers(model: nn.Module) -> Iterator[LayerPack]:
 
     for name, layer in quantized_layers(model):
         source = source_of(layer.quantizer)
-        yield LayerPack(name, layer.quantizer.pack(layer.weight, layer.timesteps), source.name, source.config(),
+        yield LayerPack(name, layer.pack(), source.name, source.config(),
                         type(layer).__name__, frozenset({f"{name}.weight" if name else "weight"}))
     for name, layer in deployed_layers(model):
         prefix = f"{name}." if name else ""

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from tawq_core.errors import CheckpointError, ConfigError, TawqError
 from tawq_core.export.inference import FrozenQuantizer
 from tawq_core.export.packed_format import check_layer, read_packed
-from tawq_core.layers import is_quantized, quantized_layer_type
+from tawq_core.layers import STATE_PREFIX, is_quantized, quantized_layer_type
 from tawq_core.quantization import temporal_layers
 from tawq_core.quantizer import PackedWeight, Quantizer
 from tawq_core.time_layout import install_time_layout
@@ -151,7 +151,9 @@ def _deployed(model: nn.Module, record: dict[str, Any], tensors: dict[str, Tenso
     from tawq_core.deploy import deploy_packed_layer
 
     latent = {f"{name}.weight" for name in record["layers"]}
-    state = _state(tensors)
+    # the quantized layers' quantizer state is baked into their packed codes; deployed layers hold none
+    state = {k: v for k, v in _state(tensors).items()
+             if not (k.rpartition(".")[2].startswith(STATE_PREFIX) and k.rpartition(".")[0] in record["layers"])}
     _check_fits({k for k in model.state_dict() if k not in latent}, state)
     _load_state(model, state)
     for name, (packed, quantizer) in layers.items():

@@ -104,3 +104,26 @@ def test_nir_refuses_the_python_time_loop(trained, tmp_path):
     model, _, _ = trained
     with pytest.raises(ExportError, match="NIR cannot express"):
         tawq_core.export(model, "nir", tmp_path / "snn.nir", example=_task(2, seed=2)[0])
+
+
+def test_per_step_calls_run_inside_stepwise():
+    """snntorch's other idiom: the whole network is called once per timestep on [B, ...]. Temporal weights
+    need `tawq_core.stepwise`, which hands weight set t to each layer's t-th call."""
+    from snntorch import utils
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 8), snn.Leaky(beta=0.9, init_hidden=True), nn.Linear(8, 8),
+                        snn.Leaky(beta=0.9, init_hidden=True), nn.Linear(8, 2))
+    tawq_core.quantize(net, "tawq", T)
+    x = 2 * torch.rand(T, 3, 5)
+    with pytest.raises(tawq_core.ShapeError, match="stepwise"):
+        net(x[0])
+    utils.reset(net)
+    with torch.no_grad(), tawq_core.stepwise(net):
+        got = torch.stack([net(x[t]) for t in range(T)])
+    utils.reset(net)
+    w = net[2].effective_weight().detach()
+    with torch.no_grad():
+        ref = torch.stack([net[4](net[3](nn.functional.linear(net[1](net[0](x[t])), w[t], net[2].bias)))
+                           for t in range(T)])
+    torch.testing.assert_close(got, ref)

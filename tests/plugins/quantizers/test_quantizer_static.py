@@ -42,10 +42,11 @@ def test_ptq8_zero_channel_and_calibrate_is_a_no_op():
     w[1] = 0
     q = make("ptq8")
     assert torch.equal(q.weights(w, 1)[1], torch.zeros(4))
-    model = torch.nn.Linear(4, 3)
-    before = model.weight.clone()
-    q.calibrate(model, [torch.randn(2, 4)])
-    assert torch.equal(model.weight, before)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4), torch.nn.Linear(4, 3))
+    tawq_core.quantize(model, q, 1)
+    before = model[1].weight.clone()
+    assert q.init_state(w) == {} and tawq_core.calibrate(model, [torch.randn(1, 2, 4)]) == 0  # stateless
+    assert torch.equal(model[1].weight, before)
 
 
 def test_binary_values_scale_and_ste():
