@@ -96,9 +96,11 @@ def _earlier_output(kind: str, inputs: dict[str, Path], where: Path) -> Path:
         (where / "summary.json").write_text(json.dumps({"test_accuracy": 0.9}) + "\n")
     elif kind == "bench":
         run = where / "tiny-0123456789ab"
-        (run / "cache" / "cells").mkdir(parents=True)
+        run.mkdir(parents=True)
+        (where / "cache" / "cells").mkdir(parents=True)  # the cache every run under --out shares
         (run / "results.json").write_text(json.dumps({"complete": True, "records": []}) + "\n")
-        (run / "cache" / "cells" / "abc.json").write_text(json.dumps({"top1": 91.5}) + "\n")
+        (where / "cache" / "cells" / "abc.json").write_text(
+            json.dumps({"kind": "cells", "key": "abc", "record": {"top1": 91.5}}) + "\n")
     else:  # export: the file --out names
         where.parent.mkdir(parents=True, exist_ok=True)
         where.write_bytes(b"an earlier export\n")
