@@ -62,7 +62,7 @@ def check_one(entry: PluginEntry) -> Outcome:
         detail = "; ".join(report.notes)
         short = detail if len(detail) <= 160 else detail[:157] + "..."
         return Outcome(entry.kind, entry.name, dist, "PARTIAL", short, tuple(report.checks))
-    return Outcome(entry.kind, entry.name, dist, "PASS", f"all {len(report.checks)} groups of checks passed",
+    return Outcome(entry.kind, entry.name, dist, "PASS", "all checks passed (--json lists them)",
                    tuple(report.checks))
 
 
