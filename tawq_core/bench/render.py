@@ -77,7 +77,7 @@ MARKDOWN_COLUMNS: list[tuple[str, Callable[[Row], str]]] = [
     ("energy est. conventional µJ/sample", lambda r: _sig(r, "energy_conventional_j", 1e6)),
     ("energy est. exact ternary-aware µJ/sample", lambda r: _sig(r, "energy_exact_j", 1e6)),
     ("energy measured µJ/sample", lambda r: _sig(r, "energy_measured_j", 1e6)),
-    ("peak memory increase MiB", lambda r: _sig(r, "peak_memory_b", 1 / 2**20)),
+    ("peak memory increase MiB", lambda r: _sig(r, "peak_memory_increase_b", 1 / 2**20)),
     ("weights KiB", lambda r: _sig(r, "weight_bytes", 1 / 1024)),
     ("resident weights KiB", lambda r: _sig(r, "resident_bytes", 1 / 1024)),
     ("bits/weight (quantized layers)", lambda r: _fmt(r, "bits_per_weight", "{:.2f}")),
