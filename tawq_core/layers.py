@@ -133,6 +133,14 @@ class _QuantMixin:
 
     def _compute(self) -> Tensor:
         w = self.quantizer.weights(self.weight, self.timesteps, **with_state(self.quantizer_state()))
+        expected = (self.timesteps, *self.weight.shape) if self.quantizer.temporal else tuple(self.weight.shape)
+        if not isinstance(w, Tensor) or tuple(w.shape) != expected:
+            from tawq_core.plugin_boundary import PluginFailed, label
+
+            got = tuple(w.shape) if isinstance(w, Tensor) else type(w).__name__
+            raise PluginFailed(f"{label(self.quantizer, 'quantizer')} broke its contract: weights() returned "
+                               f"{got} for a weight of shape {tuple(self.weight.shape)} at T={self.timesteps}, "
+                               f"expected {expected}")
         return w if w.dtype == self.weight.dtype else w.to(self.weight.dtype)
 
     def train(self, mode: bool = True) -> Any:
