@@ -36,16 +36,17 @@ from tawq_core.quantizer import check_timesteps
 
 
 class TimeLayout:
-    """T, the batch of the model forward in flight, layer names and stepwise counters, shared by the
-    temporal layers of one model.
+    """T, the batch of the model forward in flight and the stepwise counters, shared by the temporal
+    layers of one model.
 
     It is the model's forward pre-hook and forward hook (bound methods), so ``copy.deepcopy(model)``
-    copies it once and re-links the copy's layers to the copy.
+    copies it once and re-links the copy's layers to the copy. It keeps no reference to its layers
+    outside a `stepwise` block: a layer swapped out of the model (deployment) is freed.
     """
 
     def __init__(self, timesteps: int):
         self.timesteps = check_timesteps(timesteps)
-        self.names: dict[nn.Module, str] = {}
+        self.quantizers: set[str] = set()  # the attached layers' quantizer names, for messages
         self.steps: dict[nn.Module, int] | None = None  # per-layer next timestep inside `stepwise`
         self._batches: list[int | None] = []  # one entry per model forward in flight (re-entrant)
 
@@ -61,13 +62,18 @@ class TimeLayout:
     def attach(self, layer: nn.Module, name: str) -> None:
         """Make `layer` (quantized or deployed) follow this layout; `name` is its qualified name."""
         layer.time_layout = self
-        self.names[layer] = name
+        layer.time_layout_name = name
+        quantizer = getattr(layer, "quantizer", None)
+        self.quantizers.add(getattr(quantizer, "name", None) or type(layer).__name__)
 
     def install(self, model: nn.Module) -> None:
-        """Hook `model`'s forward (replacing a layout installed before): record B of each input, check T."""
+        """Hook `model`'s forward: record B of each input, check T. Hooks of layouts no layer of `model`
+        follows any more are removed (a stale one would check a T nobody updates)."""
+        live = {id(layout) for layout in time_layouts(model)} - {id(self)}
         for hooks in (model._forward_pre_hooks, model._forward_hooks):
             for key, hook in list(hooks.items()):
-                if isinstance(getattr(hook, "__self__", None), TimeLayout):
+                owner = getattr(hook, "__self__", None)
+                if isinstance(owner, TimeLayout) and id(owner) not in live:
                     del hooks[key]
                     model._forward_hooks_always_called.pop(key, None)
         model.register_forward_pre_hook(self.enter_forward)
@@ -83,7 +89,7 @@ class TimeLayout:
             raise ShapeError(f"model input {tuple(x.shape)} is not time-major [T={T}, B, ...]; for one step per "
                              "call wrap the time loop in `with tawq_core.stepwise(model):`")
         if x.shape[0] != T:
-            quantizers = ", ".join(sorted({layer.quantizer.name for layer in self.names}))
+            quantizers = ", ".join(sorted(self.quantizers))
             raise ShapeError(f"model input {tuple(x.shape)} has T={x.shape[0]} timesteps, but this model's layers "
                              f"were quantized with {quantizers} for T={T} (one weight set per timestep); encode "
                              f"inputs with T={T}, call tawq_core.set_timesteps(model, {x.shape[0]}), or for one step "
@@ -94,9 +100,10 @@ class TimeLayout:
         if self._batches:
             self._batches.pop()
 
-    def describe(self, layer: nn.Module) -> str:
-        """``QuantLinear 'body.2.0'`` (the qualified name `quantize` gave it), or the class alone."""
-        name = self.names.get(layer, "")
+    @staticmethod
+    def describe(layer: nn.Module) -> str:
+        """``QuantLinear 'body.2.0'`` (the qualified name `attach` gave it), or the class alone."""
+        name = layer.__dict__.get("time_layout_name", "")
         return f"{type(layer).__name__} {name!r}" if name else type(layer).__name__
 
 
@@ -178,7 +185,7 @@ def split_time(layer: nn.Module, x: Tensor, sample_dims: int, *, extra_leading: 
     if one_batch_dim and (lead[0] == T * B if B is not None else T == 1):
         return TimeView(x.reshape(T, -1, *sample), slice(None), lead)  # [T*B, ...]
     if one_batch_dim and B is not None and lead[0] == B:
-        name = layout.names.get(layer) or type(layer).__name__
+        name = layer.__dict__.get("time_layout_name") or type(layer).__name__
         raise ShapeError(f"{who} got {shape}: leading dim {B} is the batch, not T*B={T * B}; if the input was "
                          f"averaged over time, keep this layer in full precision with "
                          f"QuantPolicy(exclude=[{name!r}]); if it is called once per timestep, run the time "

@@ -152,3 +152,21 @@ def test_count_ops_on_the_shd_mlp_shape():
     assert rows["body.2.0"].steps == 100 and rows["head"].steps == 1
     assert rows["head"].macs_per_step == 8 * 20  # once per sample, not divided by T
     assert rows["head"].calls == 1 and len(rows["head"].exact_per_step) == 1
+
+
+def test_layouts_hold_no_layers_and_stale_hooks_go():
+    import gc
+    import weakref
+
+    from tawq_core.time_layout import install_time_layout
+
+    model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3), nn.Linear(3, 3), nn.Linear(3, 3))
+    quantize(model, "tawq", 2)
+    first = model[1].time_layout
+    gone = weakref.ref(model[1])
+    model[1] = nn.Identity()  # swapped out, as deployment does: nothing may keep it (and its weights) alive
+    gc.collect()
+    assert gone() is None
+    second = install_time_layout(model, [("2", model[2])])  # the first layout is left with no layer: unhooked
+    assert len(model._forward_pre_hooks) == 1 and second is not first
+    assert model(torch.randn(2, 4, 3)).shape == (2, 4, 3)
