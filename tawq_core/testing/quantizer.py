@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tawq_core.quantizer import PackedWeight, Quantizer, QuantMode
+from tawq_core.quantizer import PackedWeight, Quantizer, QuantMode, with_state
 from tawq_core.testing.subject import CheckReport, Subject, resolve
 
 #: Linear, Conv1d and Conv2d weight layouts; small so the check runs in well under a second.
@@ -38,8 +38,17 @@ def _config(s: Subject, q: Quantizer, report: CheckReport) -> None:
     report.passed("config() is a JSON-serialisable dict recording every option")
 
 
+def _state(s: Subject, q: Quantizer, w: Tensor, where: str) -> dict[str, Any]:
+    """The keyword arguments giving a stateful quantizer its (uncalibrated) per-layer state."""
+    state = s.call(f"init_state() {where}", q.init_state, w)
+    if not isinstance(state, dict) or not all(isinstance(k, str) and k.isidentifier() and isinstance(v, Tensor)
+                                              for k, v in state.items()):
+        s.fail(f"init_state() {where} must return a dict of identifier names to tensors, got {state!r}")
+    return with_state(state)
+
+
 def _packed(s: Subject, q: Quantizer, w: Tensor, T: int, where: str) -> PackedWeight:
-    packed = s.call(f"pack() {where}", q.pack, w, T)
+    packed = s.call(f"pack() {where}", q.pack, w, T, **_state(s, q, w, where))
     if not isinstance(packed, PackedWeight):
         s.fail(f"pack() {where} returned {type(packed).__name__}, not a tawq_core.PackedWeight")
     if tuple(packed.shape) != tuple(w.shape) or packed.timesteps != T:
@@ -64,7 +73,8 @@ def _round_trip(s: Subject, q: Quantizer, shape: tuple[int, ...], T: int) -> Non
     w = _weight(shape, seed=T)
     original = w.clone()
     with torch.no_grad():
-        out = s.call(f"weights() {where}", q.weights, w, T)
+        state = _state(s, q, w, where)
+        out = s.call(f"weights() {where}", q.weights, w, T, **state)
         expected = (T, *shape) if q.temporal else shape
         if not isinstance(out, Tensor) or tuple(out.shape) != expected:
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
@@ -73,7 +83,7 @@ def _round_trip(s: Subject, q: Quantizer, shape: tuple[int, ...], T: int) -> Non
             s.fail(f"weights() {where} returned non-finite or non-float values ({out.dtype})")
         if not torch.equal(w, original):
             s.fail(f"weights() {where} modified the latent weight in place")
-        if not torch.equal(s.call(f"weights() {where}", q.weights, w, T), out):
+        if not torch.equal(s.call(f"weights() {where}", q.weights, w, T, **state), out):
             s.fail(f"weights() {where} is not deterministic (two calls differ)")
         packed = _packed(s, q, w, T, where)
         again = _packed(s, q, w, T, where)
@@ -91,14 +101,15 @@ def _round_trip(s: Subject, q: Quantizer, shape: tuple[int, ...], T: int) -> Non
 
 def _gradients(s: Subject, q: Quantizer) -> None:
     w = _weight(SHAPES[0], seed=7).requires_grad_(True)
-    out = s.call("weights() with gradients", q.weights, w, 4)
+    state = _state(s, q, w.detach(), "with gradients")
+    out = s.call("weights() with gradients", q.weights, w, 4, **state)
     if not out.requires_grad:
         s.fail("weights() returns no gradient path to the latent weight, but mode is QAT")
     s.call("backward through weights()", (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward)
     if w.grad is None or not bool(torch.isfinite(w.grad).all()) or not bool(w.grad.abs().sum() > 0):
         s.fail("gradients do not reach the latent weight (QAT quantizers must pass them, e.g. by STE)")
     with torch.no_grad():
-        plain = q.weights(w.detach(), 4)
+        plain = q.weights(w.detach(), 4, **state)
     if not torch.equal(out.detach(), plain):
         s.fail("weights() gives different values with and without gradients")
 

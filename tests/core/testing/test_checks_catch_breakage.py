@@ -234,3 +234,20 @@ class ClockStopped(CpuBackend):
 def test_backends_breaking_the_contract_fail_in_one_line():
     fails(check_backend, Unexplained, "says unavailable without a reason")
     fails(check_backend, ClockStopped, "timer measured 0.0 s")
+
+
+class StatefulScale(Fp32):
+    """Per-layer state (the quantizer-state API): weights and pack receive it as ``state=``."""
+
+    def init_state(self, w):
+        return {"scale": torch.full((w.shape[0],), 0.5)}
+
+    def weights(self, w, timesteps, state):
+        return w * state["scale"].reshape(-1, *([1] * (w.dim() - 1)))
+
+    def pack(self, w, timesteps, state):
+        return super().pack(self.weights(w, timesteps, state), timesteps)
+
+
+def test_stateful_quantizers_get_their_state():
+    check_quantizer(StatefulScale)
