@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tawq_core.jit import njit  # cache=True degrades to per-process compilation where nothing is writable
+from tawq_core.plugin import njit  # cache=True degrades to per-process compilation where nothing is writable
 
 WORD_BITS = 64
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tawq_core.jit import njit  # cache=True degrades to per-process compilation where nothing is writable
+from tawq_core.plugin import njit  # cache=True degrades to per-process compilation where nothing is writable
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 #: up to this many output positions per sample, all samples of a step form one product (rows = positions;

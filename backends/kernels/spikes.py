@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from tawq_backends.kernels.threads import split_rows
-from tawq_core.jit import njit  # cache=True degrades to per-process compilation where nothing is writable
+from tawq_core.plugin import njit  # cache=True degrades to per-process compilation where nothing is writable
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tawq_core import PackedWeight, Quantizer, QuantMode, hookimpl, packed_checks
-from tawq_core.plugin import check_timesteps, fan_in_dims, float32_weights
+from tawq_core import PackedWeight, Quantizer, QuantMode, hookimpl
+from tawq_core.plugin import check_timesteps, fan_in_dims, float32_weights, packed_checks
 
 QMAX = 127
 
