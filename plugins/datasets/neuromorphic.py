@@ -17,7 +17,15 @@ from torch.utils.data import Subset
 from tawq_core import ConfigError, DatasetNotFound, DatasetSplits, Encoding, hookimpl
 
 from .common import boolean, data_root, files_with_suffix, fraction, not_found, positive_int, reading, unreadable
-from .event_layout import Layout, check_reader_labels, digit_folder, gesture_file, layout_labels, named_class_folder
+from .event_layout import (
+    Layout,
+    check_reader_labels,
+    digit_folder,
+    gesture_file,
+    layout_labels,
+    named_class_folder,
+    npy_header,
+)
 
 SHD_SOURCE = ("https://zenkelab.org/resources/spiking-heidelberg-datasets-shd/ "
               "(tonic fetches https://zenkelab.org/datasets/shd_train.h5.zip and shd_test.h5.zip)")
@@ -158,7 +166,7 @@ def dvs_gesture(*, data_dir: str | None = None, download: bool = False, timestep
     transform = frame_transform((128, 128, 2), (width, height), timesteps)
     splits = []
     for train, folder in zip((True, False), folders, strict=True):
-        layout = Layout("dvs-gesture", folder, ".npy", gesture_file(11), expected, GESTURE_SOURCE)
+        layout = Layout("dvs-gesture", folder, ".npy", gesture_file(11), expected, GESTURE_SOURCE, probe=npy_header)
         labels = layout_labels(layout)
         reader = open_reader("dvs-gesture", "DVSGesture", root, GESTURE_SOURCE, train=train)
         check_reader_labels(layout, labels, reader.data, reader.targets)

@@ -81,3 +81,11 @@ def test_cifar10_dvs_class_taken_from_the_class_folder_not_a_nested_one(tmp_path
     write_aedat4(tmp_path / "CIFAR10DVS" / "airplane" / "cat" / "b.aedat4", [(0, 1, 1, 1)])  # tonic: a cat
     with pytest.raises(DatasetNotFound, match=r"airplane/cat/b\.aedat4 is not where the documented layout"):
         tawq_core.create("dataset", "cifar10-dvs", data_dir=str(tmp_path), timesteps=2, size=32)
+
+
+def test_a_truncated_gesture_npy_is_named_before_training(tmp_path):
+    root = _gesture(tmp_path)
+    bad = root / "DVSGesture" / "ibmGestureTest" / "user24_led" / "4.npy"
+    bad.write_bytes(bad.read_bytes()[:-20])
+    with pytest.raises(DatasetNotFound, match=r"cannot read .*user24_led/4\.npy"):
+        tawq_core.create("dataset", "dvs-gesture", data_dir=str(root), timesteps=2, size=32)
