@@ -102,3 +102,26 @@ def test_onnx_nir_and_packed_exports(trained, tmp_path):
     loaded = tawq_core.load_packed(tmp_path / "sj.tawq", model=SJNet(), deploy=False)
     with torch.no_grad():
         assert torch.equal(loaded(x), expected)
+
+
+def test_single_step_mode_inside_stepwise_equals_multi_step():
+    """spikingjelly's single-step mode calls every layer once per timestep on [B, ...]: inside
+    `tawq_core.stepwise` it gives what multi-step mode gives on the whole [T, B, ...] sequence."""
+    torch.manual_seed(0)
+    lif = lambda: neuron.LIFNode(tau=2.0, step_mode="m")  # noqa: E731
+    net = nn.Sequential(layer.Conv2d(1, 4, 3, padding=1, step_mode="m"), lif(),
+                        layer.Conv2d(4, 4, 3, padding=1, step_mode="m"), lif(),
+                        layer.Flatten(step_mode="m"), layer.Linear(4 * 8 * 8, 2, step_mode="m"))
+    tawq_core.quantize(net, "tawq", T)
+    x, _ = _task(3, seed=3)
+    with torch.no_grad():
+        functional.reset_net(net)
+        expected = net(x)
+        functional.set_step_mode(net, "s")
+        functional.reset_net(net)
+        with pytest.raises(tawq_core.ShapeError, match="stepwise"):
+            net(x[0])  # a per-step call outside the block is refused
+        functional.reset_net(net)
+        with tawq_core.stepwise(net):
+            got = torch.stack([net(x[t]) for t in range(T)])
+    torch.testing.assert_close(got, expected)
