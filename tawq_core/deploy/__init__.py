@@ -121,13 +121,11 @@ def deploy(model: nn.Module, backend: DeployBackend | str = "cpu",
     with torch.no_grad():
         for _, layer in quantized_layers(form):
             if id(layer) not in replacements:
-                packed = layer.quantizer.pack(layer.weight, layer.timesteps)
+                packed = layer.pack()  # with the layer's quantizer state, if its quantizer keeps one
                 replacements[id(layer)] = deploy_packed_layer(layer, packed, layer.quantizer, backend, layout)
                 layout_ = layer.__dict__.get("time_layout")
-                if layout_ is not None:
-                    layout_.names.pop(layer, None)  # the layout must not keep the latent weights alive
-                    if layer.quantizer.temporal:
-                        joined[id(replacements[id(layer)])] = layout_
+                if layout_ is not None and layer.quantizer.temporal:
+                    joined[id(replacements[id(layer)])] = layout_
     _replace(form, replacements)
     attach_time_layout(form, joined)
     for p in form.parameters():
