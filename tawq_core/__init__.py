@@ -15,6 +15,7 @@ from tawq_core.backend import Availability, Backend, MeterReading, Timer
 from tawq_core.calibration import calibrate
 from tawq_core.checkpoint import build_from_checkpoint, load_checkpoint, load_into, save_checkpoint
 from tawq_core.data import DatasetFactory, DatasetSplits, Encoding, encode_batch
+from tawq_core.deploy import deploy
 from tawq_core.energy import EnergyModel, estimate_energy, measure_energy
 from tawq_core.errors import (
     BackendUnavailable,
@@ -105,6 +106,7 @@ __all__ = [
     "check_training_memory",
     "count_ops",
     "create",
+    "deploy",
     "encode_batch",
     "estimate_energy",
     "estimate_training_memory",

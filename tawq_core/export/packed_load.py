@@ -148,7 +148,7 @@ def _deployed(model: nn.Module, record: dict[str, Any], tensors: dict[str, Tenso
               layers: dict[str, tuple[PackedWeight, Quantizer]], backend: str) -> None:
     """Fill the fp32 skeleton's full-precision state, then put a deployed layer built from the packed
     codes (`deploy_packed_layer`) where each quantized layer goes: no float effective weight is formed."""
-    from tawq_core.deploy import deploy_packed_layer
+    from tawq_core.deploy import attach_time_layout, deploy_packed_layer
 
     latent = {f"{name}.weight" for name in record["layers"]}
     # the quantized layers' quantizer state is baked into their packed codes; deployed layers hold none
@@ -159,6 +159,7 @@ def _deployed(model: nn.Module, record: dict[str, Any], tensors: dict[str, Tenso
     for name, (packed, quantizer) in layers.items():
         template = _template(model, name, record["layers"][name])
         _set(model, name, deploy_packed_layer(template, packed, quantizer, backend=backend))
+    attach_time_layout(model)  # temporal layers learn B from the model's forward, as after `quantize`
 
 
 def _fake_quant(model: nn.Module, record: dict[str, Any], tensors: dict[str, Tensor],
