@@ -35,9 +35,9 @@ def fingerprint(t: Tensor) -> tuple[float, ...]:
     """A cheap checksum of `t`'s values for the eval cache: ``.data`` edits bump no version counter.
 
     The total and the row and column sums weighted by position (so swapped rows or columns show too):
-    two float32 reductions, about 1% of computing tawq's effective weights (SEW-ResNet, 11M weights,
-    T=4, CPU: 23 ms vs 1.9 s; float64 sums cost 129 ms). An edit smaller than the sums' rounding can
-    pass unseen: the price of not hashing every byte on every forward.
+    two float32 reductions, about 2% of computing tawq's effective weights (`benchmarks/eval_cache.py`;
+    float64 sums cost 5x more). An edit smaller than the sums' rounding can pass unseen: the price of
+    not hashing every byte on every forward.
     """
     m = t.detach().reshape(t.shape[0], -1) if t.dim() else t.detach().reshape(1, 1)
     rows, cols = m.sum(1).double(), m.sum(0).double()
