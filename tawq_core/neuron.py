@@ -91,7 +91,8 @@ class Neuron(nn.Module, ABC):
     def describe_dynamics(self) -> NeuronDynamics | None:
         """This neuron's dynamics, if they are one of the `NeuronDynamics` rules; None if not.
 
-        None means NIR/ONNX export refuses models using this neuron (with one line naming it).
+        None means NIR export refuses models using this neuron (with one line naming it); ONNX export
+        then traces its forward as it is, and onnxruntime verification judges the result.
         """
         return None
 

@@ -103,8 +103,12 @@ def _bypass_snntorch(module: nn.Module) -> bool:
     return True
 
 
-def inference_form(model: nn.Module) -> nn.Module:
-    """An eval-mode deep copy of `model` with frozen quantized layers and plain-op neurons."""
+def inference_form(model: nn.Module, need_dynamics: bool = False) -> nn.Module:
+    """An eval-mode deep copy of `model` with frozen quantized layers and plain-op neurons.
+
+    `need_dynamics` (NIR): a tawq neuron without a `describe_dynamics()` is refused in one line naming it;
+    otherwise (ONNX) it is kept as it is, to be traced, and the onnxruntime verification judges it.
+    """
     form = copy.deepcopy(model).eval()
     freeze_quantized(form)
     for parent in list(form.modules()):
@@ -112,8 +116,8 @@ def inference_form(model: nn.Module) -> nn.Module:
             spec = neuron_spec(child)
             if spec is not None:
                 setattr(parent, name, InferenceNeuron(spec))
-            elif isinstance(child, Neuron):
-                raise ExportError(f"{label(child, 'neuron')} cannot be expressed for NIR/ONNX export: its "
+            elif need_dynamics and isinstance(child, Neuron):
+                raise ExportError(f"{label(child, 'neuron')} cannot be expressed for NIR export: its "
                                   "describe_dynamics() returns None (see docs/plugins.md, neuron dynamics)")
             else:
                 _bypass_snntorch(child)

@@ -20,8 +20,6 @@ from torch import Tensor, nn
 
 from tawq_core.neuron import Neuron, NeuronDynamics
 
-NeuronSpec = NeuronDynamics  # the exporters' older name, until nir_export imports NeuronDynamics
-
 
 def _spikingjelly_spec(module: nn.Module) -> NeuronDynamics | None:
     try:

@@ -32,10 +32,11 @@ from torch import Tensor, nn
 from tawq_core.checkpoint import atomic_path
 from tawq_core.export.errors import ExportError
 from tawq_core.export.inference import FrozenQuantizer, inference_form, source_of
-from tawq_core.export.neurons import InferenceNeuron, NeuronSpec
+from tawq_core.export.neurons import InferenceNeuron
 from tawq_core.export.nir_capture import Op, _merged_range, capture
 from tawq_core.finite import max_abs_difference, nonfinite_outputs
 from tawq_core.layers import is_quantized
+from tawq_core.neuron import NeuronDynamics
 from tawq_core.packing import unpack_digits
 
 DEFAULT_DT = 1e-4
@@ -123,7 +124,7 @@ def _layer_node(nir: Any, op: Op, bn: nn.Module | None, bn_name: str | None) -> 
                       padding=padding, dilation=int(module.dilation[0]), groups=1, bias=_np(bias), metadata=metadata)
 
 
-def _neuron_node(nir: Any, spec: NeuronSpec, shape: tuple[int, ...], dt: float) -> Any:
+def _neuron_node(nir: Any, spec: NeuronDynamics, shape: tuple[int, ...], dt: float) -> Any:
     full = lambda v: np.full(shape, v, dtype=np.float32)  # noqa: E731
     meta = {"tawq": {"source": spec.source, "leak": spec.leak, "decay_input": spec.decay_input,
                      "fire": "v >= v_threshold", "reset": "hard" if spec.v_reset is not None else "subtract",
@@ -179,7 +180,7 @@ def build_graph(model: nn.Module, example: Tensor, dt: float = DEFAULT_DT, meta:
 
     from tawq_core import __version__
 
-    ops, readout = capture(inference_form(model).cpu(), example.cpu())
+    ops, readout = capture(inference_form(model, need_dynamics=True).cpu(), example.cpu())
     consumers: dict[str, list[str]] = {name: [] for name in ops}
     for op in ops.values():
         for src in op.inputs:

@@ -69,7 +69,8 @@ def _dynamics(s: Subject, n: Neuron, report: CheckReport) -> None:
     n.eval()
     described = s.call("describe_dynamics()", n.describe_dynamics)
     if described is None:
-        report.notes.append("describe_dynamics() returns None: NIR/ONNX export will refuse models using it")
+        report.notes.append("describe_dynamics() returns None: NIR export will refuse models using it "
+                            "(ONNX export traces its forward)")
         return
     if not isinstance(described, NeuronDynamics):
         s.fail(f"describe_dynamics() returned {type(described).__name__}, not a tawq_core.plugin.NeuronDynamics")

@@ -166,7 +166,7 @@ def test_broken_neurons_fail_in_one_line(cls, fragment):
 
 def test_neuron_that_cannot_describe_itself_passes_with_a_note():
     assert check_neuron(SoftIF).notes == []
-    assert "NIR/ONNX export will refuse" in check_neuron(Opaque).notes[0]
+    assert "NIR export will refuse" in check_neuron(Opaque).notes[0]
 
 
 # -- models --------------------------------------------------------------------------------------
