@@ -166,7 +166,7 @@ def train(model_name: str, dataset_name: str, quantizer_name: str | None, timest
     if binned is not None and timesteps is not None and binned != timesteps:
         raise ConfigError(f"--timesteps {timesteps} and --dataset-option timesteps={binned} disagree; give one of them")
     timesteps = timesteps if timesteps is not None else binned
-    splits = load_dataset(dataset_name, data_dir=data_dir, download=download, timesteps=timesteps, **dataset_options)
+    splits = load_dataset(dataset_name, dataset_options, data_dir=data_dir, download=download, timesteps=timesteps)
     T = _timesteps(splits, timesteps)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, grad_clip=grad_clip,

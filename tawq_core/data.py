@@ -70,12 +70,12 @@ def encode_batch(x: Tensor, encoding: Encoding, timesteps: int) -> Tensor:
     return x.transpose(0, 1).contiguous()
 
 
-def load_dataset(name: str, *, data_dir: str | None = None, download: bool = False, timesteps: int | None = None,
-                 **options: Any) -> DatasetSplits:
-    """Build the registered dataset `name`: the one way `tawq train` and `tawq bench` do it.
+def load_dataset(name: str, options: dict[str, Any] | None = None, *, data_dir: str | None = None,
+                 download: bool = False, timesteps: int | None = None) -> DatasetSplits:
+    """Build the registered dataset `name` with its `options`: the one way `tawq train` and `tawq bench` do it.
 
     A temporal dataset whose factory takes a ``timesteps`` option is binned into the requested T (an
-    explicit ``timesteps`` dataset option wins); one with a fixed T must match the requested T.
+    explicit ``timesteps`` in `options` wins); its T, fixed or chosen, must then match the requested T.
     """
     import inspect
 
@@ -86,6 +86,7 @@ def load_dataset(name: str, *, data_dir: str | None = None, download: bool = Fal
         takes_timesteps = "timesteps" in inspect.signature(factory).parameters
     except (TypeError, ValueError):
         takes_timesteps = False
+    options = dict(options or {})
     if timesteps is not None and takes_timesteps:
         options.setdefault("timesteps", timesteps)
     splits = create("dataset", name, data_dir=data_dir, download=download, **options)

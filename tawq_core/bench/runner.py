@@ -107,8 +107,8 @@ class Runner:
         if self._splits is None:
             cfg = self.cfg
             self.log(f"loading dataset {cfg.dataset}")
-            self._splits = load_dataset(cfg.dataset, data_dir=cfg.data_dir, download=cfg.download,
-                                        timesteps=cfg.timesteps, **cfg.dataset_options)
+            self._splits = load_dataset(cfg.dataset, cfg.dataset_options, data_dir=cfg.data_dir,
+                                        download=cfg.download, timesteps=cfg.timesteps)
         return self._splits
 
     # -- models ----------------------------------------------------------------------------------

@@ -29,3 +29,18 @@ def test_temporal_dataset_on_stand_in_files_honours_timesteps(tmp_path):
     report = check_dataset("shd", data_dir=str(tmp_path), timesteps=5)
     assert not report.notes
     assert any("timesteps option sets T" in check for check in report.checks)
+
+
+
+def test_train_and_bench_bin_a_temporal_dataset_into_the_requested_timesteps(tmp_path):
+    """`load_dataset` is how `tawq train --timesteps` and `tawq bench` build datasets: one behaviour."""
+    from tawq_core import ConfigError
+    from tawq_core.data import load_dataset
+
+    for split, label in (("train", 3), ("test", 1)):
+        write_shd(tmp_path / "SHD" / f"shd_{split}.h5", [([0.1, 0.2, 0.3], [7, 8, 9], label)])
+    assert load_dataset("shd", data_dir=str(tmp_path), timesteps=6).timesteps == 6
+    assert load_dataset("shd", {"timesteps": 7}, data_dir=str(tmp_path)).timesteps == 7
+    # an explicit dataset option wins over --timesteps, and then the two disagree: one line
+    with pytest.raises(ConfigError, match=r"'shd' has 7 time bins per sample; use --timesteps 7 \(got 6\)"):
+        load_dataset("shd", {"timesteps": 7}, data_dir=str(tmp_path), timesteps=6)
