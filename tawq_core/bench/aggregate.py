@@ -41,6 +41,9 @@ def _reason(records: list[dict[str, Any]], path: str) -> str | None:
     """Why a measurement is missing in every seed (the first reason), or None if any seed has it."""
     reasons = []
     for r in records:
+        if r.get("status") == "failed":  # the reason names the plugin that failed
+            reasons.append(r.get("reason", "?"))
+            continue
         if r.get("status") != "ok":
             reasons.append(f"backend unavailable: {r.get('reason', '?')}")
             continue
@@ -117,6 +120,13 @@ def aggregate(records: list[dict[str, Any]], quantizers: list[str], backends: li
     return rows
 
 
+def _status(group: list[dict[str, Any]]) -> str:
+    """ok if any seed was measured; failed if plugin code failed in every seed; else unavailable."""
+    if any(r.get("status") == "ok" for r in group):
+        return "ok"
+    return "failed" if all(r.get("status") == "failed" for r in group) else "unavailable"
+
+
 def _row(quantizer: str, backend: str, group: list[dict[str, Any]], reference: dict[int, float]) -> dict[str, Any]:
     first = group[0]
     row: dict[str, Any] = {
@@ -125,7 +135,7 @@ def _row(quantizer: str, backend: str, group: list[dict[str, Any]], reference: d
         "mode": first.get("mode"),
         "init": first.get("train", {}).get("init"),
         "seeds": [r["seed"] for r in group],
-        "status": "ok" if any(r.get("status") == "ok" for r in group) else "unavailable",
+        "status": _status(group),
         "batch_size": _get(first, "latency.batch_size"),
         "form": _get(first, "deployed.form"),
         "reasons": {},
