@@ -80,10 +80,10 @@ class TimeLayout:
         model.register_forward_hook(self.leave_forward, always_call=True)
 
     def enter_forward(self, model: nn.Module, args: tuple[Any, ...]) -> None:
+        self._batches.append(None)  # first, so `leave_forward` (called even if this raises) pops this entry
         x = args[0] if args else None
         if self.in_stepwise or not isinstance(x, Tensor):
-            self._batches.append(None)  # stepwise calls need no B; a non-tensor input gives none
-            return
+            return  # stepwise calls need no B; a non-tensor input gives none
         T = self.timesteps
         if x.dim() < 2:
             raise ShapeError(f"model input {tuple(x.shape)} is not time-major [T={T}, B, ...]; for one step per "
@@ -94,7 +94,7 @@ class TimeLayout:
                              f"were quantized with {quantizers} for T={T} (one weight set per timestep); encode "
                              f"inputs with T={T}, call tawq_core.set_timesteps(model, {x.shape[0]}), or for one step "
                              "per call wrap the time loop in `with tawq_core.stepwise(model):`")
-        self._batches.append(int(x.shape[1]))
+        self._batches[-1] = int(x.shape[1])
 
     def leave_forward(self, model: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if self._batches:
