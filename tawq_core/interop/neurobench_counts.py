@@ -4,7 +4,8 @@ NeuroBench 2.3.0 (``neurobench.metrics``) defines, and this module reproduces wi
 
 - Footprint: bytes of every parameter and buffer (integer buffers included), each at its element size.
   Bit-aware here: a tawq-quantized layer's latent fp32 weight is replaced by its packed bytes (payload +
-  scales, from the quantizer's own `pack`), which is what an inference runtime stores.
+  scales, the layer's `pack`), which is what an inference runtime stores; quantizer-state buffers count
+  as buffers, as in the bench's weight bytes.
 - ConnectionSparsity: zero weights / all weights over the leaf Linear and Conv layers. Here the zeros
   are those of the *effective* weights (ternary zeros count), per timestep for temporal quantizers and
   averaged over T. NeuroBench rounds the result to 4 decimals; `connection_sparsity` does not.
@@ -105,7 +106,7 @@ def footprint_bytes(model: nn.Module) -> int:
     packed: dict[int, int] = {}
     for _, layer in quantized_layers(model):
         with torch.no_grad():
-            packed[id(layer.weight)] = layer.quantizer.pack(layer.weight.detach(), layer.timesteps).nbytes
+            packed[id(layer.weight)] = layer.pack().nbytes
     params = sum(packed.get(id(p), p.numel() * p.element_size()) for p in model.parameters())
     return params + sum(b.numel() * b.element_size() for b in model.buffers())
 

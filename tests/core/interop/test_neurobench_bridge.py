@@ -101,7 +101,7 @@ def _materialized(model, timestep=None):
 
 
 def _packing_saving(model):
-    return sum(layer.weight.numel() * 4 - layer.quantizer.pack(layer.weight.detach(), T).nbytes
+    return sum(layer.weight.numel() * 4 - layer.pack().nbytes
                for _, layer in quantized_layers(model))
 
 

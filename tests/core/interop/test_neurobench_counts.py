@@ -70,7 +70,7 @@ def test_footprint_counts_packed_weights_and_every_buffer():
     assert footprint_bytes(model) == plain  # NeuroBench's definition; num_batches_tracked is int64
     tawq_core.quantize(model, "ternary", timesteps=2)
     (name, layer), = quantized_layers(model)
-    packed = layer.quantizer.pack(layer.weight.detach(), 2).nbytes
+    packed = layer.pack().nbytes
     assert footprint_bytes(model) == plain - layer.weight.numel() * 4 + packed < plain
 
 
