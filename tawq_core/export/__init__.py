@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from tawq_core.errors import ConfigError
 from tawq_core.export.errors import ExportError
+from tawq_core.export.inference import source_of
 from tawq_core.export.nir_export import NirReport, export_nir
 from tawq_core.export.nir_run import run_nir
 from tawq_core.export.onnx_export import OnnxReport, export_onnx
@@ -74,6 +75,26 @@ def _reload_problem(model: nn.Module, loaded: nn.Module, x: Tensor, path: str | 
     return None
 
 
+def _check_round_trips(model: nn.Module) -> None:
+    """Every quantized layer's packed form must unpack to exactly the weights it computes with.
+
+    Comparing reloaded *outputs* is not enough: weights off by 0.1 % rarely flip a spike, so a quantizer
+    whose `unpack` drifts would pass as "reloaded bit-exactly". The quantizer is named (a plugin's bug).
+    """
+    from tawq_core.plugin_boundary import label
+
+    with torch.no_grad():
+        for name, layer in quantized_layers(model):
+            want = layer.effective_weight()
+            got = layer.quantizer.unpack(layer.pack())
+            if not (isinstance(got, Tensor) and got.shape == want.shape and torch.equal(got.to(want.dtype), want)):
+                diff = (f"max abs difference {float((got.to(want.dtype) - want).abs().max()):.3g}"
+                        if isinstance(got, Tensor) and got.shape == want.shape else f"shape {tuple(got.shape)}")
+                raise ExportError(f"{label(source_of(layer.quantizer), 'quantizer')}: unpack(pack(w)) differs from "
+                                  f"the weights layer {name!r} computes with ({diff}); the packed file would hold "
+                                  "another model (`tawq plugins --check NAME` tests the quantizer)")
+
+
 def export(model: nn.Module, format: str, path: str | Path, *, example: Tensor | None = None,
            sample_shape: tuple[int, ...] | None = None, timesteps: int | None = None, batch_size: int = DEFAULT_BATCH,
            model_name: str | None = None, model_options: dict[str, Any] | None = None,
@@ -102,6 +123,8 @@ def export(model: nn.Module, format: str, path: str | Path, *, example: Tensor |
             raise ConfigError(f"unknown options for the tawq format: {sorted(options)}")
         name = model_name if model_name is not None else (getattr(model, "model_name", None) if model_options
                                                           else None)
+        if verify:
+            _check_round_trips(model)
         report = write_packed(model, path, timesteps=T, model_name=name, model_options=model_options,
                               quantizer_options=quantizer_options)
         if verify and name is not None:

@@ -186,3 +186,21 @@ def test_blame_names_the_third_party_plugin_whose_code_raised(tmp_path, monkeypa
     except RuntimeError as exc:
         assert plugin_failure(exc, registry) is None
     assert plugin_failure(KeyboardInterrupt(), registry) is None
+
+
+def test_packed_export_refuses_a_quantizer_whose_unpack_drifts(tmp_path):
+    """Outputs alone would pass: a 0.1 % weight drift rarely flips a spike. The weights are compared."""
+    import tawq_core
+    from tawq_core.export import ExportError
+    from tawq_plugins.quantizers.ternary import Ternary
+
+    class Drifts(Ternary):
+        def unpack(self, packed):
+            return super().unpack(packed) * 1.001
+
+    model = tawq_core.create("model", "mlp", num_classes=3, sample_shape=(6,), hidden=(8, 8))
+    tawq_core.quantize(model, Drifts(), 2)
+    with pytest.raises(ExportError, match=r"^quantizer Drifts \(module .*\): unpack\(pack\(w\)\) differs from the "
+                                          r"weights layer 'body\.2\.0' computes with \(max abs difference "):
+        tawq_core.export(model, "tawq", tmp_path / "m.tawq")
+    assert not (tmp_path / "m.tawq").exists()
