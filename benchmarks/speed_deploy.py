@@ -6,14 +6,15 @@ and each quantizer's model exported to a packed file and loaded with ``tawq_core
 (the deployed form, built from the packed codes). All cases are timed in turns at batch 1 and batch N
 (`speed_timing.interleaved`). Resident bytes are `tawq_core.deploy.resident_bytes` (every tensor
 reachable, each storage once), cross-checked in a fresh process by the RSS growth over load + first
-forward (`speed_rss`). Quantized models are the fp32 weights quantized without fine-tuning: speed does
-not depend on fine-tuning, and each row's firing rates are reported.
+forward (`speed_rss`).
 
-Networks: SEW-ResNet (1,1)x48 on MNIST-1D trained with the default preset's recipe (trained on first
-use and cached under results/speed-deploy/), Spikingformer-1-64 on 3x16x16, and SEW-ResNet-18 and
-Spikingformer-4-384 on 3x32x32 at N = 16; the untrained nets get their BatchNorm gains scaled so that
-the median spiking layer fires 10-15 % on the benchmark input. Then one layer (SEW-ResNet-18's first
-stage conv, 64->64 3x3 at 32x32) deployed ternary vs fp32 dense at input firing rates 2-50 %.
+Networks: SEW-ResNet (1,1)x48 on MNIST-1D as the default preset makes it (`speed_trained`: fp32 trained,
+QAT quantizers fine-tuned from it, cached under results/speed-deploy/), Spikingformer-1-64 on 3x16x16,
+and SEW-ResNet-18 and Spikingformer-4-384 on 3x32x32 at N = 16. The untrained nets get their BatchNorm
+gains scaled so that the median spiking layer fires 10-15 % on the benchmark input, and their quantized
+models are the fp32 weights quantized without fine-tuning (speed does not depend on it; every row's
+median firing rate is reported). Then one layer (SEW-ResNet-18's first stage conv, 64->64 3x3 at 32x32)
+deployed ternary vs fp32 dense at input firing rates 2-50 %.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import speed_rss
+import speed_trained
 import torch
 from speed_timing import interleaved, ratio, summary
+from speed_trained import TrainedNet
 from torch import Tensor, nn
 
 import tawq_core
@@ -62,7 +65,6 @@ NETS = (
               {"embed_dim": 384, "depth": 4, "heads": 8}, (3, 32, 32), 16, True,
               quick={"embed_dim": 32, "depth": 1, "heads": 2}),
 )
-TRAINED_LABEL = "SEW-ResNet (1,1)x48, MNIST-1D, trained (default preset)"
 
 
 def _neuron_rates(model: nn.Module, x: Tensor) -> dict[str, float]:
@@ -106,35 +108,6 @@ def _analog(sample: tuple[int, ...], batch: int, seed: int) -> Tensor:
     return x.unsqueeze(0).repeat(T, *([1] * x.dim()))
 
 
-def _trained_mnist1d(quick: bool, cache: Path, log: Callable[[str], None]) -> tuple[nn.Module, dict[str, Any], Tensor]:
-    """The default preset's fp32 SEW-ResNet trained with its recipe (--quick: one epoch), cached under
-    `cache` by a digest of dataset, model and recipe (trained and saved on first use), and a test batch of
-    the preset's measure batch size."""
-    from tawq_core.bench import load_preset
-    from tawq_core.bench.cells import build_model, model_inputs
-    from tawq_core.bench.config import digest
-    from tawq_core.checkpoint import load_checkpoint, load_into, save_checkpoint
-
-    cfg = load_preset("default").with_overrides(epochs=1 if quick else None)
-    splits = tawq_core.create("dataset", cfg.dataset, **cfg.dataset_options)
-    recipe = cfg.train_config(cfg.seeds[0])
-    key = digest({"dataset": cfg.dataset, "model": cfg.model, "options": cfg.model_options, "neuron": cfg.neuron,
-                  "timesteps": cfg.timesteps, "train": recipe.to_dict()})[:16]
-    path = cache / "speed-deploy" / f"sew-resnet-mnist1d-{key}.safetensors"
-    tawq_core.seed_everything(cfg.seeds[0])
-    model = build_model(cfg, splits)
-    if path.is_file():
-        load_into(model, load_checkpoint(path)[0], source=str(path))
-    else:
-        log(f"deploy: training the default preset's fp32 model ({recipe.epochs} epochs), cached as {path}")
-        tawq_core.train(model, splits, recipe, progress=False)
-        save_checkpoint(path, model, {"model": cfg.model})
-    options = {"num_classes": splits.num_classes, "sample_shape": tuple(splits.sample_shape),
-               "neuron": cfg.neuron, **cfg.model_options}
-    (x,) = model_inputs(cfg, splits, splits.test, cfg.measure.batch_size, 1, torch.device("cpu"))
-    return model.eval(), options, x
-
-
 def _inference(net: nn.Module, x: Tensor) -> Callable[[], Tensor]:
     def infer() -> Tensor:
         with torch.inference_mode():
@@ -149,14 +122,22 @@ def _agreement(reference: nn.Module, net: nn.Module, x: Tensor) -> dict[str, Any
             "max_rel_diff": float((want - got).abs().max() / want.abs().max().clamp_min(1e-12))}
 
 
-def _variants(fp32: nn.Module, name: str, options: dict[str, Any], folder: Path,
-              rate_input: Tensor) -> tuple[dict[str, nn.Module], dict[str, Any]]:
-    """fp32 dense, fp32 spike-driven and every quantizer deployed from its packed file; per-variant facts."""
+def _quantized_copy(fp32: nn.Module) -> Callable[[str], nn.Module]:
+    def quantized(name: str) -> nn.Module:
+        model = copy.deepcopy(fp32)
+        tawq_core.quantize(model, name, T)
+        return model
+    return quantized
+
+
+def _variants(fp32: nn.Module, name: str, options: dict[str, Any], folder: Path, rate_input: Tensor,
+              quantized: Callable[[str], nn.Module]) -> tuple[dict[str, nn.Module], dict[str, Any]]:
+    """fp32 dense, fp32 spike-driven and every quantizer's model (`quantized(name)`) deployed from its packed
+    file; per-variant facts."""
     nets: dict[str, nn.Module] = {FP32: fp32, SPIKE: spike_driven(fp32, backend="cpu")}
     facts: dict[str, Any] = {FP32: {"file": None}, SPIKE: {"file": None}}
     for q in QUANTIZERS:
-        model = copy.deepcopy(fp32)
-        tawq_core.quantize(model, q, T)
+        model = quantized(q)
         path = folder / f"{name}-{q}.tawq"
         report = tawq_core.export(model.eval(), "tawq", path, model_name=name, model_options=options, verify=False)
         nets[q] = tawq_core.load_packed(path)
@@ -168,11 +149,13 @@ def _variants(fp32: nn.Module, name: str, options: dict[str, Any], folder: Path,
 
 
 def measure_net(label: str, fp32: nn.Module, name: str, options: dict[str, Any], x: Tensor, warmup: int,
-                repeats: int, folder: Path, scale: float | None, rss: bool = True) -> dict[str, Any]:
+                repeats: int, folder: Path, scale: float | None, rss: bool = True,
+                quantized: Callable[[str], nn.Module] | None = None) -> dict[str, Any]:
     """One network's rows: every form timed in turns at batch 1 and N, resident bytes, kernels, firing rates,
-    and (`rss`) the RSS cross-check in a child process."""
+    and (`rss`) the RSS cross-check in a child process. `quantized(name)`: each quantizer's model (default:
+    the fp32 weights quantized without fine-tuning)."""
     rates = _neuron_rates(fp32, x[:, :2])
-    nets, facts = _variants(fp32, name, options, folder, x[:, :2])
+    nets, facts = _variants(fp32, name, options, folder, x[:, :2], quantized or _quantized_copy(fp32))
     row: dict[str, Any] = {"label": label, "model": name, "options": options, "batch": int(x.shape[1]),
                            "timesteps": T, "bn_gain": scale, "layer_rates": rates, "median_rate": _median(rates),
                            "repeats": repeats, "variants": {}}
@@ -225,8 +208,10 @@ def run(warmup: int, repeats: int, quick: bool, cache: Path, log: Callable[[str]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        fp32, options, x = _trained_mnist1d(quick, cache, log)
-        rows.append(measure_net(TRAINED_LABEL, fp32, "sew-resnet", options, x, warmup, repeats, folder, None))
+        trained = TrainedNet(quick, cache, log)
+        rows.append(measure_net(speed_trained.LABEL, trained.fp32(), "sew-resnet", trained.options, trained.inputs(),
+                                warmup, repeats, folder, None, quantized=trained.quantized))
+        rows[-1]["training"] = trained.describe()
         for net in NETS:
             options = {"num_classes": 10, "sample_shape": net.sample, **net.options, **(net.quick if quick else {})}
             torch.manual_seed(0)
