@@ -68,17 +68,21 @@ class LoadOutput:
 
 
 @contextlib.contextmanager
-def loading() -> Iterator[LoadOutput]:
+def loading(capture: bool = True) -> Iterator[LoadOutput]:
     """Run plugin import/hook code with stdout and stderr captured and ``sys.argv`` neutral.
 
     Captured rather than passed through: `tawq plugins --json` writes JSON to stdout alone, an error
     stays one line on stderr, and a plugin parsing arguments at import must see none of tawq's (else it
     prints its usage for them). The registry keeps what a working plugin printed; `tawq plugins` shows it.
+    `capture=False` (tawq's own built-ins) lets their warnings reach the user as usual.
     """
     output = LoadOutput()
     argv = sys.argv
     sys.argv = argv[:1]
     try:
+        if not capture:
+            yield output
+            return
         with contextlib.redirect_stdout(output.buffer), contextlib.redirect_stderr(output.buffer):
             yield output
     finally:
@@ -92,7 +96,6 @@ def load_failure(exc: BaseException, output: LoadOutput) -> str:
     if written:
         text += f" (its {len(written)} characters of output were not shown)"
     return text
-
 
 
 # -- run time ------------------------------------------------------------------------------------

@@ -60,6 +60,10 @@ def _env_list(var: str) -> set[str]:
     return {_normal(part.strip()) for part in os.environ.get(var, "").split(",") if part.strip()}
 
 
+def _third_party(ep: EntryPoint) -> bool:
+    return _dist_of(ep)[0].lower() != BUILTIN_DISTRIBUTION
+
+
 def _dist_of(ep: EntryPoint) -> tuple[str, str]:
     dist = getattr(ep, "dist", None)
     if dist is None:
@@ -115,7 +119,7 @@ class Registry:
         self.failures.append(PluginFailure(dist, version, ep.name, text))
 
     def _register_module(self, ep: EntryPoint) -> Any | None:
-        with plugin_boundary.loading() as output:
+        with plugin_boundary.loading(capture=_third_party(ep)) as output:
             try:
                 module = ep.load()
             except KeyboardInterrupt:
@@ -190,7 +194,7 @@ class Registry:
             module = getattr(factory, "__module__", ep.value)
             self._entries[kind][name] = PluginEntry(kind, name, factory, dist, version, module, ep.name)
 
-        with plugin_boundary.loading() as output:
+        with plugin_boundary.loading(capture=_third_party(ep)) as output:
             try:
                 hook(register=register)
             except KeyboardInterrupt:
