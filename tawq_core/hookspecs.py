@@ -12,7 +12,9 @@ A plugin module looks like this::
     def tawq_register_quantizers(register):
         register("my-quant", MyQuantizer)
 
-and is listed under the ``tawq`` entry-point group of its distribution's ``pyproject.toml``.
+and is listed under the ``tawq`` entry-point group of its distribution's ``pyproject.toml``. The
+contract of each kind is in docs/plugins.md; `tawq_core.testing` checks a plugin against it, and
+examples/tawq-example is a complete plugin to start from.
 """
 
 from __future__ import annotations
