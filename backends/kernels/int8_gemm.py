@@ -22,23 +22,30 @@ from tawq_core.plugin import njit  # cache=True degrades to per-process compilat
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 #: up to this many output positions per sample, all samples of a step form one product (rows = positions;
-#: one call instead of one per sample); above it, one product per sample in NCHW order (no transposes)
+#: one call instead of one per sample); above it, and for 1x1 convs (whose input needs no unfolding),
+#: one product per sample in NCHW order (no transposes)
 ROW_PRODUCT_POSITIONS = 256
 
 
 @njit(**_JIT)
 def _to_int8(x, pad_h, pad_w, out):
     """float32 ``x [N, C, H, W]`` -> int8 ``out[N, C, H + 2ph, W + 2pw]`` (border zeroed by the caller);
-    False (out unusable) when a value is not an integer in [-128, 127]."""
+    False (out unusable) when a value is not an integer in [-128, 127]. Branch-free per row, so it
+    vectorizes: out-of-range and NaN values are replaced by 0 before the conversion and caught by the
+    round-trip comparison."""
     n_rows, channels, height, width = x.shape
     bad = False
     for n in range(n_rows):
         for c in range(channels):
             for h in range(height):
+                src = x[n, c, h]
+                dst = out[n, c, h + pad_h]
                 for w in range(width):
-                    v = x[n, c, h, w]
-                    bad |= not (-128.0 <= v <= 127.0) or v != np.float32(np.int32(v))
-                    out[n, c, h + pad_h, w + pad_w] = np.int8(np.int32(v)) if -128.0 <= v <= 127.0 else 0
+                    v = src[w]
+                    kept = v if -128.0 <= v <= 127.0 else np.float32(0.5)
+                    code = np.int32(kept)
+                    bad |= np.float32(code) != v
+                    dst[w + pad_w] = np.int8(code)
         if bad:
             return False
     return True
@@ -77,16 +84,98 @@ def int8_input(x: Tensor, padding: tuple[int, int]) -> Tensor | None:
     return out if _to_int8(x.detach().contiguous().numpy(), padding[0], padding[1], out.numpy()) else None
 
 
-def unfold(x: Tensor, geometry: tuple[int, ...]) -> tuple[Tensor, int, int]:
-    """Padded int8 ``[N, C, Hp, Wp]`` -> (columns ``[N, C·kh·kw, Ho·Wo]`` in weight order, Ho, Wo)."""
+@njit(**_JIT)
+def _unfold_columns(x, kh, kw, sh, sw, dh, dw, out):
+    """Padded int8 ``x [N, C, Hp, Wp]`` -> ``out[N, K, P]``, K in weight order (c, ky, kx), P = oy·Wo + ox.
+    Flat offsets, unit-stride inner copies (torch's strided int8 copy of the as_strided view, and numba
+    array views per row, were several times slower)."""
+    n_rows, channels, height, width = x.shape
+    out_h = (height - dh * (kh - 1) - 1) // sh + 1
+    out_w = (width - dw * (kw - 1) - 1) // sw + 1
+    src, dst = x.reshape(-1), out.reshape(-1)
+    positions = out_h * out_w
+    for n in range(n_rows):
+        for c in range(channels):
+            plane = (n * channels + c) * height * width
+            for ky in range(kh):
+                for kx in range(kw):
+                    row = (n * channels * kh * kw + (c * kh + ky) * kw + kx) * positions
+                    for oy in range(out_h):
+                        s0 = plane + (oy * sh + ky * dh) * width + kx * dw
+                        d0 = row + oy * out_w
+                        if sw == 1:
+                            dst[d0:d0 + out_w] = src[s0:s0 + out_w]
+                        else:
+                            for ox in range(out_w):
+                                dst[d0 + ox] = src[s0 + ox * sw]
+    return 0
+
+
+@njit(**_JIT)
+def _unfold_wide(x, kh, kw, dh, dw, out):
+    """Stride-1 unfolding at the padded width: ``out[N, K, Ho·Wp]``, position oy·Wp + ox (ox < Wo valid, the
+    rest discarded by `_scale_wide`). Each (c, ky, kx) is then ONE contiguous run of the input, copied in one
+    go, instead of Ho runs of Wo bytes (per-run overhead dominated the row-by-row copy)."""
+    n_rows, channels, height, width = x.shape
+    out_h = height - dh * (kh - 1)
+    out_w = width - dw * (kw - 1)
+    length = (out_h - 1) * width + out_w  # the last row's padding columns would read past the plane
+    src, dst = x.reshape(-1), out.reshape(-1)
+    positions = out_h * width
+    for n in range(n_rows):
+        for c in range(channels):
+            plane = (n * channels + c) * height * width
+            for ky in range(kh):
+                for kx in range(kw):
+                    d0 = (n * channels * kh * kw + (c * kh + ky) * kw + kx) * positions
+                    s0 = plane + ky * dh * width + kx * dw
+                    dst[d0:d0 + length] = src[s0:s0 + length]
+    return 0
+
+
+@njit(**_JIT)
+def _scale_wide(acc, alpha, bias, has_bias, width, out):
+    """`_scale` for `_unfold_wide` sums ``[Co, Ho·Wp]``: keeps ox < Wo of every row, ``out[Co, Ho·Wo]``."""
+    out_w = out.shape[1] // (acc.shape[1] // width)
+    for o in range(acc.shape[0]):
+        a = alpha[o]
+        b = bias[o]
+        for oy in range(acc.shape[1] // width):
+            for ox in range(out_w):
+                v = np.float32(acc[o, oy * width + ox]) * a
+                out[o, oy * out_w + ox] = v + b if has_bias else v
+    return 0
+
+
+@njit(**_JIT)
+def _unfold_rows(x, kh, kw, sh, sw, dh, dw, out):
+    """Padded int8 ``x [N, C, Hp, Wp]`` -> ``out[N·P, K]`` (one product for all positions of all samples)."""
+    out_h = (x.shape[2] - dh * (kh - 1) - 1) // sh + 1
+    out_w = (x.shape[3] - dw * (kw - 1) - 1) // sw + 1
+    for n in range(x.shape[0]):
+        for oy in range(out_h):
+            for ox in range(out_w):
+                dst = out[(n * out_h + oy) * out_w + ox]
+                for c in range(x.shape[1]):
+                    for ky in range(kh):
+                        src = x[n, c, oy * sh + ky * dh]
+                        for kx in range(kw):
+                            dst[(c * kh + ky) * kw + kx] = src[ox * sw + kx * dw]
+    return 0
+
+
+def unfold(x: Tensor, geometry: tuple[int, ...], rows: bool) -> tuple[Tensor, int, int]:
+    """Padded int8 ``[N, C, Hp, Wp]`` -> (columns ``[N, C·kh·kw, Ho·Wo]``, or ``[N·Ho·Wo, C·kh·kw]`` with
+    `rows`, in weight order; Ho, Wo)."""
     kh, kw, sh, sw, dh, dw, _ = geometry
     n, c, h, w = x.shape
     out_h, out_w = (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
-    if kh == kw == sh == sw == 1:
-        return x.reshape(n, c, h * w), out_h, out_w
-    s_n, s_c, s_h, s_w = x.stride()
-    patches = x.as_strided((n, c, kh, kw, out_h, out_w), (s_n, s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw))
-    return patches.reshape(n, c * kh * kw, out_h * out_w), out_h, out_w
+    if kh == kw == sh == sw == 1 and (not rows or h * w == 1):
+        return x.reshape(n, c, h * w) if not rows else x.reshape(n, c), out_h, out_w
+    shape = (n * out_h * out_w, c * kh * kw) if rows else (n, c * kh * kw, out_h * out_w)
+    out = torch.empty(shape, dtype=torch.int8)
+    (_unfold_rows if rows else _unfold_columns)(x.numpy(), kh, kw, sh, sw, dh, dw, out.numpy())
+    return out, out_h, out_w
 
 
 def conv(x: Tensor, geometry: tuple[int, ...], step_rows: int, first_step: int, steps: int,
@@ -95,24 +184,37 @@ def conv(x: Tensor, geometry: tuple[int, ...], step_rows: int, first_step: int, 
     ``first_step + n // step_rows`` (`steps` > 1) or 0. ``weights(t)`` gives int8 ``[Co, C/g·kh·kw]``."""
     groups = geometry[6]
     n = x.shape[0]
-    cols, out_h, out_w = unfold(x, geometry)
+    kh, kw, sh, sw, dh, dw, _ = geometry
+    positions = ((x.shape[2] - dh * (kh - 1) - 1) // sh + 1) * ((x.shape[3] - dw * (kw - 1) - 1) // sw + 1)
+    pointwise = kh == kw == sh == sw == 1  # the input already is the columns: never copy it
+    by_rows = positions <= ROW_PRODUCT_POSITIONS and groups == 1 and (not pointwise or positions == 1)
+    wide = not by_rows and not pointwise and sh == sw == 1
+    if wide:
+        out_h, out_w = x.shape[2] - dh * (kh - 1), x.shape[3] - dw * (kw - 1)
+        cols = torch.empty(n, x.shape[1] * kh * kw, out_h * x.shape[3], dtype=torch.int8)
+        _unfold_wide(x.numpy(), kh, kw, dh, dw, cols.numpy())
+    else:
+        cols, out_h, out_w = unfold(x, geometry, by_rows)
     co = scale.shape[1]
     out = torch.empty(n, co, out_h * out_w, dtype=torch.float32)
     bias_or_any = bias if bias is not None else scale[0]
-    per_out, per_in = co // groups, cols.shape[1] // groups
+    per_out, per_in = co // groups, (cols.shape[1] // groups) if not by_rows else 0
     for i in range(n // step_rows if steps > 1 else 1):
         t = first_step + i if steps > 1 else 0
         w = weights(t)
         rows = range(i * step_rows, (i + 1) * step_rows) if steps > 1 else range(n)
-        if out_h * out_w <= ROW_PRODUCT_POSITIONS and groups == 1:  # one product for all samples' positions
-            part = cols[rows.start:rows.stop]
-            acc = torch._int_mm(part.transpose(1, 2).reshape(-1, part.shape[1]), w.t())
+        if by_rows:  # one product for all samples' positions
+            acc = torch._int_mm(cols[rows.start * positions:rows.stop * positions], w.t())
             _scale_rows(acc.numpy(), scale[t].numpy(), bias_or_any.numpy(), bias is not None,
                         out[rows.start:rows.stop].numpy())
             continue
         for r in rows:
             for g in range(groups):
                 acc = torch._int_mm(w[g * per_out:(g + 1) * per_out], cols[r, g * per_in:(g + 1) * per_in])
-                _scale(acc.numpy(), scale[t, g * per_out:].numpy(), bias_or_any[g * per_out:].numpy(),
-                       bias is not None, out[r, g * per_out:(g + 1) * per_out].numpy())
+                args = (scale[t, g * per_out:].numpy(), bias_or_any[g * per_out:].numpy(), bias is not None)
+                target = out[r, g * per_out:(g + 1) * per_out].numpy()
+                if wide:
+                    _scale_wide(acc.numpy(), *args, x.shape[3], target)
+                else:
+                    _scale(acc.numpy(), *args, target)
     return out.reshape(n, co, out_h, out_w)

@@ -15,11 +15,13 @@ from tawq_core.layers import quantized_layer_type
 
 LAYERS = {
     "conv2d-groups-stride-dilation": lambda: nn.Conv2d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2),
+    "conv2d-wide-groups-dilation": lambda: nn.Conv2d(4, 6, 3, padding=2, dilation=2, groups=2),  # > 256 positions
     "conv1d-stride": lambda: nn.Conv1d(5, 7, 3, stride=2, padding=1),
     "conv2d-1x1-stride": lambda: nn.Conv2d(6, 5, 1, stride=2, bias=False),
     "linear-tokens": lambda: nn.Linear(9, 4),
 }
-SAMPLES = {"conv2d-groups-stride-dilation": (4, 7, 7), "conv1d-stride": (5, 11), "conv2d-1x1-stride": (6, 5, 5),
+SAMPLES = {"conv2d-groups-stride-dilation": (4, 7, 7), "conv2d-wide-groups-dilation": (4, 17, 17),
+           "conv1d-stride": (5, 11), "conv2d-1x1-stride": (6, 5, 5),
            "linear-tokens": (3, 9)}  # linear: [T, B, tokens, features]
 
 
