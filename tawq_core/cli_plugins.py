@@ -36,6 +36,7 @@ def collect() -> dict[str, Any]:
             "distribution": entry.distribution,
             "version": entry.version,
             "module": entry.module,
+            "entry_point": entry.entry_point,
         }
         available, reason = _availability(entry)
         if available is not None:
