@@ -24,7 +24,7 @@ _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 #: up to this many output positions per sample, all samples of a step form one product (rows = positions;
 #: one call instead of one per sample); above it, and for 1x1 convs (whose input needs no unfolding),
 #: one product per sample in NCHW order (no transposes)
-ROW_PRODUCT_POSITIONS = 256
+ROW_PRODUCT_POSITIONS = 48  # measured: L=40 conv1d rows 1.5x faster than per-sample; 8x8 maps per-sample 1.8x
 
 
 @njit(**_JIT)

@@ -15,7 +15,7 @@ from tawq_core.layers import quantized_layer_type
 
 LAYERS = {
     "conv2d-groups-stride-dilation": lambda: nn.Conv2d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2),
-    "conv2d-wide-groups-dilation": lambda: nn.Conv2d(4, 6, 3, padding=2, dilation=2, groups=2),  # > 256 positions
+    "conv2d-wide-groups-dilation": lambda: nn.Conv2d(4, 6, 3, padding=2, dilation=2, groups=2),  # per-sample products
     "conv1d-stride": lambda: nn.Conv1d(5, 7, 3, stride=2, padding=1),
     "conv2d-1x1-stride": lambda: nn.Conv2d(6, 5, 1, stride=2, bias=False),
     "linear-tokens": lambda: nn.Linear(9, 4),
