@@ -66,3 +66,17 @@ def test_a_new_file_or_another_file_is_allowed(tmp_path):
     refuse_overwrite(other, [source], "--out")
     with pytest.raises(ConfigError, match="is an input of this command"):
         refuse_overwrite(source, [other, source], "--out")
+
+
+def test_bench_refuses_a_preset_that_its_run_folder_would_overwrite(tiny_preset_file, tmp_path):
+    """Any existing file is accepted as a preset; one kept as the run's matrix.md would be rewritten."""
+    from tawq_core.bench import load_preset
+
+    out = tmp_path / "results"
+    preset = out / load_preset(str(tiny_preset_file)).run_id / "matrix.md"
+    preset.parent.mkdir(parents=True)
+    preset.write_text(tiny_preset_file.read_text())
+    before = file_hashes(out)
+    result = cli_in_process("bench", "--preset", preset, "--quiet", "--out", out)
+    result.one_line_error("--out", "matrix.md is an input of this command")
+    assert file_hashes(out) == before
