@@ -53,6 +53,8 @@ ACTIVATION_FACTOR = 1.0
 WARN_FRACTION = 0.5
 #: AdamW keeps exp_avg and exp_avg_sq, each the size of the parameters.
 OPTIMIZER_STATES = 2
+#: Where the free memory cannot be read, a run needing more than this (no single device has it) is refused.
+DEVICE_LIMIT = 2**40
 MEMINFO = Path("/proc/meminfo")
 GIB = 2**30
 
@@ -260,6 +262,10 @@ def check_training_memory(model: nn.Module, sample_shape: Sequence[int], timeste
         available, where = available_memory(device)
         where = f" ({where})"
     if available is None:
+        if estimate.training > DEVICE_LIMIT:  # free memory unknown (npu...): still refuse the absurd at once
+            raise ConfigError(f"training needs {estimate.describe()}, more than any single device holds "
+                              f"({_gib(DEVICE_LIMIT)}); use a smaller --batch-size (now {batch_size}), fewer "
+                              f"timesteps (now {timesteps}) or a smaller model")
         return estimate
     if estimate.training > available:
         raise ConfigError(

@@ -191,3 +191,10 @@ def test_a_million_timesteps_is_refused_without_running_a_million_steps(monkeypa
     with pytest.raises(ConfigError, match=r"at batch 64, T=1000000.*fewer timesteps \(now 1000000\)"):
         check_training_memory(model, (1, 8, 8), 1_000_000, 64, "cpu", available=16 * GIB)
     assert seen == [1, 2, 3]
+
+
+def test_an_absurd_size_is_refused_even_where_free_memory_is_unknown():
+    model = create("model", "mlp", num_classes=10, sample_shape=(1, 8, 8), hidden=[16, 16])
+    with pytest.raises(ConfigError, match=r"more than any single device holds \(1024.0 GiB\).*fewer timesteps"):
+        check_training_memory(model, (1, 8, 8), 10**9, 64, "meta")  # meta: free memory not known
+    assert check_training_memory(model, (1, 8, 8), 4, 64, "meta") is not None  # a normal size goes on
