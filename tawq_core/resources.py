@@ -29,7 +29,7 @@ files count as 0) is reported beside it. Once loaded it is already resident, so 
 ``MemAvailable`` no longer offers rather than something added to the need.
 
 Available memory: ``MemAvailable`` of /proc/meminfo for cpu, `torch.cuda.mem_get_info` for cuda;
-elsewhere it is unknown and nothing is checked.
+elsewhere it is unknown, and only a need above `DEVICE_LIMIT` (1 TiB, more than any single device) is refused.
 """
 
 from __future__ import annotations
