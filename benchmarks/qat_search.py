@@ -35,6 +35,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "e8-kd": {"epochs": 8, "lr": 1e-3, "distill": True, "distill_weight": 0.5, "distill_temperature": 2.0},
     "e8-lr2e-3-kd": {"epochs": 8, "lr": 2e-3, "distill": True, "distill_weight": 0.5, "distill_temperature": 2.0},
     "e8-kd0.9": {"epochs": 8, "lr": 1e-3, "distill": True, "distill_weight": 0.9, "distill_temperature": 4.0},
+    "e8-lr3e-3-kd": {"epochs": 8, "lr": 3e-3, "distill": True, "distill_weight": 0.5, "distill_temperature": 2.0},
 }
 
 
