@@ -58,6 +58,6 @@ def run_tawq(*args: str, extra_path: list[Path] | None = None, env: dict[str, st
                           env=full_env, timeout=timeout)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tawq_cli():
     return run_tawq

@@ -12,7 +12,6 @@ from importlib.metadata import EntryPoint
 
 import pytest
 import torch
-from conftest import run_tawq
 
 from tawq_core.plugin_boundary import PluginFailed, plugin_failure
 from tawq_core.registry import Registry
@@ -44,7 +43,7 @@ calibration_batches = 1
 
 
 @pytest.fixture(scope="module")
-def runs(broken_plugin_path, example_plugin_path, clash_plugin_path, tmp_path_factory):
+def runs(tawq_cli, broken_plugin_path, example_plugin_path, clash_plugin_path, tmp_path_factory):
     root = tmp_path_factory.mktemp("boundary")
     preset = root / "boundary.toml"
     preset.write_text(TINY_BENCH)
@@ -59,10 +58,10 @@ def runs(broken_plugin_path, example_plugin_path, clash_plugin_path, tmp_path_fa
         "check": (("plugins", "--check", "broken-unpack", "example-if"), both, {}),
     }
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(run_tawq, *args, extra_path=path, env=env)
+        futures = {name: pool.submit(tawq_cli, *args, extra_path=path, env=env)
                    for name, (args, path, env) in calls.items()}
         results = {name: future.result() for name, future in futures.items()}
-    results["export-opaque"] = run_tawq("export", str(root / "opaque"), "--format", "nir", "--out",
+    results["export-opaque"] = tawq_cli("export", str(root / "opaque"), "--format", "nir", "--out",
                                         str(root / "opaque.nir"), extra_path=both)
     results["root"] = root
     return results
