@@ -99,9 +99,15 @@ class IntegerForm(WeightForm):
         if self.kernel_ready(x, geometry):
             from tawq_backends.kernels import int8_gemm
 
-            x2 = int8_gemm.int8_input(geometry.as_2d(x), geometry.kernel_padding)
-            if x2 is not None:
-                y = int8_gemm.conv(x2, geometry.kernel_geometry, step_rows, first_step, self.steps,
+            x2 = geometry.as_2d(x)
+            batched = int8_gemm.batched(geometry.kernel_geometry)
+            x8 = int8_gemm.int8_input(x2, geometry.kernel_padding, channel_major=batched)
+            if x8 is not None and batched:
+                y = int8_gemm.conv_batched(x8, geometry.kernel_geometry, geometry.output_size(x2), step_rows,
+                                           first_step, self.steps, self.step_weights, self.alpha, bias)
+                return geometry.from_2d(y), self.kernel
+            if x8 is not None:
+                y = int8_gemm.conv(x8, geometry.kernel_geometry, step_rows, first_step, self.steps,
                                    self.step_weights, self.alpha, bias)
                 return geometry.from_2d(y), self.kernel
         iw = self.integer_weights(geometry)

@@ -82,6 +82,13 @@ class Geometry:
             return (1, self.kernel[0], 1, self.stride[0], 1, self.dilation[0], self.groups)
         return (*self.kernel, *self.stride, *self.dilation, self.groups)
 
+    def output_size(self, x: Tensor) -> tuple[int, int]:
+        """(Ho, Wo) of the 2-D view for 2-D-view input ``x [N, C, H, W]`` (kernel padding)."""
+        kh, kw, sh, sw, dh, dw, _ = self.kernel_geometry
+        ph, pw = self.kernel_padding or (0, 0)
+        return ((x.shape[2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1,
+                (x.shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
+
     def as_2d(self, x: Tensor) -> Tensor:
         """Rows-form input -> ``[rows, C, H, W]`` (a view)."""
         if self.kind is LayerKind.LINEAR:

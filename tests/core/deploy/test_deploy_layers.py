@@ -17,11 +17,13 @@ LAYERS = {
     "conv2d-groups-stride-dilation": lambda: nn.Conv2d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2),
     "conv2d-wide-groups-dilation": lambda: nn.Conv2d(4, 6, 3, padding=2, dilation=2, groups=2),  # per-sample products
     "conv1d-stride": lambda: nn.Conv1d(5, 7, 3, stride=2, padding=1),
+    "conv1d-long": lambda: nn.Conv1d(3, 4, 3, padding=1),  # several column chunks per weight step
     "conv2d-1x1-stride": lambda: nn.Conv2d(6, 5, 1, stride=2, bias=False),
     "linear-tokens": lambda: nn.Linear(9, 4),
 }
 SAMPLES = {"conv2d-groups-stride-dilation": (4, 7, 7), "conv2d-wide-groups-dilation": (4, 17, 17),
-           "conv1d-stride": (5, 11), "conv2d-1x1-stride": (6, 5, 5),
+           "conv1d-stride": (5, 11), "conv1d-long": (3, 700),
+           "conv2d-1x1-stride": (6, 5, 5),
            "linear-tokens": (3, 9)}  # linear: [T, B, tokens, features]
 
 
