@@ -41,7 +41,6 @@ def unpack_planes(words: Tensor, fan_in: int) -> Tensor:
     return torch.from_numpy(bits.astype(bool))
 
 
-@njit(**_JIT)
 def _expand(signs, mags, levels, out):
     """int8 weights ``out[Co, K]`` = (1 - 2·sign) · Σ_b 2^b·mag_b, from uint64 words ``[Co, words]`` (signs)
     and ``[levels, Co, words]`` (magnitudes; none at all for ±1 weights). Word by word, bits innermost."""
@@ -68,8 +67,19 @@ def _expand(signs, mags, levels, out):
     return 0
 
 
+_compiled_expand = njit(**_JIT)(_expand) if njit is not None else None
+
+
 def expand(signs: Tensor, mags: Tensor, fan_in: int) -> Tensor:
-    """int8 ``[Co, K]`` from one step's sign words ``[Co, words]`` and magnitude words ``[levels, Co, words]``."""
+    """int8 ``[Co, K]`` from one step's sign words ``[Co, words]`` and magnitude words ``[levels, Co, words]``
+    (numpy's bit unpacking where numba is missing: slower, same values)."""
+    if _compiled_expand is None:
+        magnitude = torch.ones(signs.shape[0], fan_in, dtype=torch.int8)
+        if mags.shape[0]:
+            bits = unpack_planes(mags, fan_in).to(torch.int8)
+            magnitude = sum(bits[b] << b for b in range(mags.shape[0]))
+        negative = unpack_planes(signs.unsqueeze(0), fan_in)[0]
+        return torch.where(negative, -magnitude, magnitude).to(torch.int8)
     out = torch.empty(signs.shape[0], fan_in, dtype=torch.int8)
-    _expand(signs.numpy().view(np.uint64), mags.numpy().view(np.uint64), mags.shape[0], out.numpy())
+    _compiled_expand(signs.numpy().view(np.uint64), mags.numpy().view(np.uint64), mags.shape[0], out.numpy())
     return out

@@ -97,3 +97,14 @@ def test_bad_calls_fail_with_one_line():
         deploy_packed_layer(fake_quant, fake_quant.pack(), fake_quant.quantizer, backend="tpu")
     with pytest.raises(ConfigError, match="does not fit"):
         deploy_packed_layer(nn.Conv1d(5, 8, 3), fake_quant.pack(), fake_quant.quantizer)
+
+
+@pytest.mark.parametrize("quantizer", ["tawq", "mtawq", "binary"])
+def test_bit_planes_expand_the_same_without_numba(quantizer, monkeypatch):
+    """Without numba the int8 weights come from numpy's bit unpacking: the same values."""
+    from tawq_backends.kernels import bitplane
+
+    fake_quant, layer = _deployed("conv1d-long", quantizer)
+    expected = layer.form.integer_weights(layer.geometry).q
+    monkeypatch.setattr(bitplane, "_compiled_expand", None)
+    assert torch.equal(layer.form.integer_weights(layer.geometry).q, expected)
