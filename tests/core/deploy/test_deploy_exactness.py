@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import MODELS, QUANTIZERS, quantized_model, reference
+from deploy_models import MODELS, QUANTIZERS, quantized_model, reference
 
 from tawq_core.deploy import DeployedLayer, deploy, kernels_used
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import B, T, quantized_model, reference
+from deploy_models import B, T, quantized_model, reference
 from torch import nn
 
 from tawq_core import ConfigError, ShapeError, create

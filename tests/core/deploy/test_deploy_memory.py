@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import T, quantized_model
+from deploy_models import T, quantized_model
 from torch import Tensor, nn
 
 from tawq_core import PackedWeight, Quantizer, QuantMode, quantize
