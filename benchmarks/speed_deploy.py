@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import statistics
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,6 +155,7 @@ def measure_net(label: str, fp32: nn.Module, name: str, options: dict[str, Any],
     """One network's rows: every form timed in turns at batch 1 and N, resident bytes, kernels, firing rates,
     and (`rss`) the RSS cross-check in a child process. `quantized(name)`: each quantizer's model (default:
     the fp32 weights quantized without fine-tuning)."""
+    started = time.perf_counter()
     rates = _neuron_rates(fp32, x[:, :2])
     nets, facts = _variants(fp32, name, options, folder, x[:, :2], quantized or _quantized_copy(fp32))
     row: dict[str, Any] = {"label": label, "model": name, "options": options, "batch": int(x.shape[1]),
@@ -175,6 +177,7 @@ def measure_net(label: str, fp32: nn.Module, name: str, options: dict[str, Any],
         v["resident_vs_fp32"] = round(v["resident_bytes"] / fp32_bytes, 4)
     files = {k: facts[k].get("file") for k in nets}
     row["rss"] = speed_rss.probe(fp32, name, options, files, folder, x[:, :1]) if rss else {}
+    row["elapsed_s"] = round(time.perf_counter() - started, 1)
     return row
 
 
@@ -219,10 +222,11 @@ def run(warmup: int, repeats: int, quick: bool, cache: Path, log: Callable[[str]
             x = _analog(net.sample, net.batch, seed=1)
             gain = scale_to_rate(fp32, x[:, :2])
             reps = max(3, repeats // 4) if net.large else repeats
-            log(f"deploy: {net.label} (median layer rate {_median(_neuron_rates(fp32, x[:, :2])):.3f})")
+            log(f"deploy: {net.label} (median layer rate {_median(_neuron_rates(fp32, x[:, :2])):.3f}; "
+                f"{rows[-1]['label']} took {rows[-1]['elapsed_s']} s)")
             rows.append(measure_net(net.label, fp32, net.model, options, x, min(warmup, 1) if net.large else warmup,
                                     reps, folder, gain))
-    return {"rows": rows, "rate_sweep": rate_sweep(warmup, repeats, quick)}
+    return {"rows": rows, "rate_sweep": rate_sweep(warmup, max(3, repeats // 2), quick)}
 
 
 def table(result: dict[str, Any]) -> list[str]:

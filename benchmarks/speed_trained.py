@@ -60,7 +60,9 @@ class TrainedNet:
         tawq_core.train(model, self.splits, self.cfg.train_config(self.seed), progress=False)
 
     def _fine_tune(self, model: nn.Module, name: str) -> None:
-        tawq_core.train(model, self.splits, self.cfg.train_config(self.seed, qat=True), progress=False)
+        recipe = self.cfg.train_config(self.seed, qat=True)
+        teacher = self.fp32() if recipe.distill else None  # the bench distils from the fp32 model of the seed
+        tawq_core.train(model, self.splits, recipe, progress=False, teacher=teacher)
 
     def _cached(self, name: str, train: Callable[[nn.Module], None]) -> nn.Module:
         cfg = self.cfg
