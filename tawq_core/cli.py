@@ -80,8 +80,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except (Exception, SystemExit) as exc:  # noqa: B036 - plugin code may raise anything, sys.exit() too
-        _plugin_failure_or_raise(exc, debug)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -92,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.echo("interrupted" if interrupted else "aborted", err=True)
         sys.exit(130)
+    except (Exception, SystemExit) as exc:  # noqa: B036 - plugin code may raise anything, sys.exit() too
+        _plugin_failure_or_raise(exc, debug)
 
 
 def _plugin_failure_or_raise(exc: BaseException, debug: bool) -> None:
