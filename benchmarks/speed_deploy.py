@@ -221,12 +221,12 @@ def run(warmup: int, repeats: int, quick: bool, cache: Path, log: Callable[[str]
             fp32 = tawq_core.create("model", net.model, **options).eval()
             x = _analog(net.sample, net.batch, seed=1)
             gain = scale_to_rate(fp32, x[:, :2])
-            reps = max(3, repeats // 4) if net.large else repeats
+            reps = max(3, repeats // 6) if net.large else repeats  # a forward takes 0.3-8 s (spike-driven)
             log(f"deploy: {net.label} (median layer rate {_median(_neuron_rates(fp32, x[:, :2])):.3f}; "
                 f"{rows[-1]['label']} took {rows[-1]['elapsed_s']} s)")
             rows.append(measure_net(net.label, fp32, net.model, options, x, min(warmup, 1) if net.large else warmup,
                                     reps, folder, gain))
-    return {"rows": rows, "rate_sweep": rate_sweep(warmup, max(3, repeats // 2), quick)}
+    return {"rows": rows, "rate_sweep": rate_sweep(min(warmup, 1), max(3, repeats // 4), quick)}
 
 
 def table(result: dict[str, Any]) -> list[str]:
