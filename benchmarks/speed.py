@@ -1,6 +1,6 @@
 """Speed of tawq on CPU: against spikingjelly and snntorch, TaWQ's training overhead, packed inference.
 
-    .venv/bin/python benchmarks/speed.py --json speed.json          # everything (~3-4 min on 2 cores)
+    .venv/bin/python benchmarks/speed.py --json speed.json          # everything (parts 1-3 ~2 min; deploy 8-11 min)
     .venv/bin/python benchmarks/speed.py --parts frameworks         # one part: frameworks, qat, packed, deploy
     .venv/bin/python benchmarks/speed.py --quick --json /tmp/s.json # smoke run: few repeats
 
