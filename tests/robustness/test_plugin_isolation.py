@@ -11,7 +11,7 @@ from robustness_helpers import assert_one_line_error, run_many
 def test_bench_on_builtins_works_with_broken_plugins_installed(bench_runs):
     run = bench_runs.reference  # made with tawq-broken on PYTHONPATH
     assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
-    assert "| fp32 (none) | cpu |" in run.stdout
+    assert "| fp32 (torch dense) | cpu |" in run.stdout and "| fp32 (spike-driven) | cpu |" in run.stdout
     for record in run.results()["records"]:
         # tawq-broken registers its own "fp32": the built-in keeps the name
         assert set(record["provenance"]["plugins"].values()) == {f"tawq {record['provenance']['tawq']}"}
