@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from tawq_core.backend import Backend
-from tawq_core.errors import ConfigError
+from tawq_core.errors import ConfigError, PluginError
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,11 @@ def measure_latency(backend: Backend, fn: Callable[[], Any], warmup: int = 3, re
         timer = backend.timer()
         with timer:
             fn()
-        samples.append(timer.elapsed_s)
+        elapsed = timer.elapsed_s
+        if not elapsed > 0:  # NaN, zero or negative: a broken timer, never a latency to divide by
+            raise PluginError(f"backend {backend.name!r}: its timer measured {elapsed} s for a timed call; a "
+                              f"timer must measure real time (check it with: tawq plugins --check {backend.name})")
+        samples.append(elapsed)
         method = timer.method
     return LatencyStats.from_samples(samples, f"{method}; median and p90 of {repeats} calls after {warmup} "
                                               "untimed warm-up calls", warmup)

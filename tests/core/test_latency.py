@@ -92,3 +92,22 @@ def test_real_cpu_latency_has_one_sample_per_repeat():
     assert all(s > 0 for s in stats.samples)
     assert min(stats.samples) <= stats.median_s <= stats.p90_s <= max(stats.samples)
     assert "perf_counter_ns" in stats.method
+
+
+def test_a_timer_that_measures_no_time_is_refused_in_one_line():
+    """A zero latency cannot be real; dividing by it (throughput) would crash later, so it is refused here."""
+    from tawq_backends.cpu import CpuBackend, PerfCounterTimer
+
+    from tawq_core import PluginError
+
+    class Stopped(PerfCounterTimer):
+        @property
+        def elapsed_s(self) -> float:
+            return 0.0
+
+    class StoppedClock(CpuBackend):
+        def timer(self):
+            return Stopped()
+
+    with pytest.raises(PluginError, match="timer measured 0.0 s"):
+        measure_latency(StoppedClock(), lambda: None, warmup=0, repeats=2)
