@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps spikingjelly loguru snntorch neurobench==2.3.0
 	touch $(STAMP)
 
+# Two workers: the suite is mostly single-threaded torch and subprocess CLI runs, so it uses both cores.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 bench: $(STAMP)
 	$(VENV)/bin/tawq bench --preset default
