@@ -130,8 +130,13 @@ def setup(device: torch.device | str, backend: object | None = None) -> tuple[Di
 
 
 def shutdown() -> None:
-    """Leave the process group (registered at exit by `setup`; safe to call twice)."""
+    """Leave the process group (registered at exit by `setup`; safe to call twice).
+
+    The barrier first: rank 0 still writes files after training while the other ranks reach exit; tearing
+    a gloo group down on one rank while another still holds it aborted a worker once in a loaded test run
+    ("terminate called without an active exception"), so every rank leaves together."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
