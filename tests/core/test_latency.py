@@ -97,7 +97,6 @@ def test_real_cpu_latency_has_one_sample_per_repeat():
 def test_a_timer_that_measures_no_time_is_refused_in_one_line():
     """A zero latency cannot be real; dividing by it (throughput) would crash later, so it is refused here."""
     from tawq_backends.cpu import CpuBackend, PerfCounterTimer
-
     from tawq_core import PluginError
 
     class Stopped(PerfCounterTimer):
