@@ -17,6 +17,7 @@ weights and frozen: a loaded model is for inference, not for further quantizatio
 from __future__ import annotations
 
 import inspect
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,14 @@ def _quantizer(name: str, info: dict[str, Any]) -> Quantizer:
         except (TypeError, ValueError):
             accepted = set()
         options = {k: v for k, v in (info.get("config") or {}).items() if k in accepted}
-    return create("quantizer", name, **options)
+    quantizer = create("quantizer", name, **options)
+    recorded = info.get("config")
+    rebuilt = json.loads(json.dumps(quantizer.config(), sort_keys=True, default=str))
+    if recorded and rebuilt != recorded:  # options were inferred, or the plugin changed: never unpack with a guess
+        differ = sorted(k for k in {*recorded, *rebuilt} if recorded.get(k) != rebuilt.get(k))
+        raise CheckpointError(f"quantizer {name!r} rebuilt here has config {differ} different from the one recorded "
+                              "in the file; install the plugin version that exported it, or export it again")
+    return quantizer
 
 
 def _packed(name: str, layer: dict[str, Any], tensors: dict[str, Tensor]) -> PackedWeight:

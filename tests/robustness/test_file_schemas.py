@@ -174,3 +174,14 @@ def test_hand_edited_results_json_is_one_line(tmp_path, edit, field):
     result.one_line_error(f"{run / 'results.json'}: field {field}", "re-run the bench to rebuild it")
     with pytest.raises(ConfigError):
         load_results(run)
+
+
+def test_a_recorded_quantizer_config_the_installed_plugin_does_not_rebuild_is_refused(tmp_path):
+    """Options inferred from the recorded config (or a changed plugin) must reproduce that config exactly;
+    unpacking with a quantizer that merely shares the name would be a guess."""
+    def edit(record):
+        record["quantizers"]["mtawq"]["options"] = {}
+        record["quantizers"]["mtawq"]["config"]["levels"] = 7
+    edited = _edited(_packed(tmp_path, "mtawq"), record=edit)
+    with pytest.raises(CheckpointError, match=r"quantizer 'mtawq' rebuilt here has config \['levels'\] different"):
+        load_packed(edited)
