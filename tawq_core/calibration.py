@@ -14,7 +14,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from tawq_core.quantization import quantized_layers
-from tawq_core.sops import _eval_no_grad
+from tawq_core.sops import eval_no_grad
 
 
 def calibrate(model: nn.Module, batches: Iterable[Tensor]) -> int:
@@ -32,7 +32,7 @@ def calibrate(model: nn.Module, batches: Iterable[Tensor]) -> int:
 
     handles = [layer.register_forward_pre_hook(observe) for layer in layers]
     try:
-        with _eval_no_grad(model):
+        with eval_no_grad(model):
             for batch in batches:
                 model(batch)
     finally:

@@ -28,10 +28,11 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import torch
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
 from tawq_core.errors import ShapeError
 from tawq_core.neuron import Neuron
@@ -158,8 +159,10 @@ def time_view(x: Tensor, timesteps: int, batch: int, sample_dims: int, who: str,
                      f"[B, ...] with T={timesteps}, B={batch} (the model input's); run the model on time-major input")
 
 
-def _weight_indicator(module: nn.Module, timesteps: int, who: str) -> Tensor:
-    """``[T, *w.shape]`` float 0/1 indicator of the effective weights at each timestep."""
+def weight_indicator(module: nn.Module, timesteps: int, who: str) -> Tensor:
+    """``[T, *w.shape]`` float 0/1 indicator of the effective weights at each timestep.
+
+    Public because the NeuroBench counts read the same effective-weight zeros (one source for both)."""
     effective = module.effective_weight() if hasattr(module, "effective_weight") else module.weight
     w = effective.detach()
     if w.dim() == module.weight.dim():
@@ -169,8 +172,10 @@ def _weight_indicator(module: nn.Module, timesteps: int, who: str) -> Tensor:
     return (w != 0).float()
 
 
-def _pairs_per_step(module: nn.Module, ind_x: Tensor, ind_w: Tensor) -> Tensor:
-    """(non-zero input, non-zero weight) pairs at each timestep, summed over the batch: ``[T]``."""
+def pairs_per_step(module: nn.Module, ind_x: Tensor, ind_w: Tensor) -> Tensor:
+    """(non-zero input, non-zero weight) pairs at each timestep, summed over the batch: ``[T]``.
+
+    Public because the NeuroBench counts use the same indicator convolution (one pair counter)."""
     if isinstance(module, nn.Linear):
         per_feature = ind_x.reshape(ind_x.shape[0], -1, ind_x.shape[-1]).sum(1, dtype=torch.float64)  # [T, in]
         return (per_feature * ind_w.sum(1, dtype=torch.float64)).sum(1)  # ind_w: [T, out, in]
@@ -179,7 +184,37 @@ def _pairs_per_step(module: nn.Module, ind_x: Tensor, ind_w: Tensor) -> Tensor:
                         for t in range(ind_x.shape[0])])
 
 
-class OpsCounter:
+class HookedCounter:
+    """Registers forward hooks (`_register`) on entering ``with`` and removes every one on leaving.
+
+    The one hook set-up/teardown of tawq's op counters (`OpsCounter`, the NeuroBench counts).
+    """
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self._handles: list[RemovableHandle] = []
+
+    def _register(self) -> None:
+        """Each counter registers its own hooks here, through `_hook_before` / `_hook_after`."""
+        raise NotImplementedError
+
+    def _hook_before(self, module: nn.Module, hook: Any) -> None:
+        self._handles.append(module.register_forward_pre_hook(hook))
+
+    def _hook_after(self, module: nn.Module, hook: Any, always_call: bool = False) -> None:
+        self._handles.append(module.register_forward_hook(hook, always_call=always_call))
+
+    def __enter__(self) -> Self:
+        self._register()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+class OpsCounter(HookedCounter):
     """Hooks a model while the ``with`` block runs; call the model on one or more batches inside it.
 
     ``timesteps`` defaults to the model input's leading dim. Each layer input is read exactly from the
@@ -187,31 +222,24 @@ class OpsCounter:
     """
 
     def __init__(self, model: nn.Module, timesteps: int | None = None):
-        self.model = model
+        super().__init__(model)
         self.timesteps = timesteps
         self.samples = 0
         self._layers: dict[nn.Module, _LayerTally] = {}
         self._neurons: dict[str, list[int]] = {}
-        self._handles: list[Any] = []
         self._batch: int | None = None  # B of the model input in flight
         self._per_sample_calls: dict[nn.Module, int] = {}  # [B, ...] calls per layer in this forward
 
-    def __enter__(self) -> OpsCounter:
-        self._handles.append(self.model.register_forward_pre_hook(self._on_model_input))
-        self._handles.append(self.model.register_forward_hook(self._on_model_output, always_call=True))
+    def _register(self) -> None:
+        self._hook_before(self.model, self._on_model_input)
+        self._hook_after(self.model, self._on_model_output, always_call=True)
         for name, module in self.model.named_modules():
             if isinstance(module, COUNTED):
                 self._layers[module] = _LayerTally(name or type(module).__name__, module)
-                self._handles.append(module.register_forward_hook(self._on_layer))
+                self._hook_after(module, self._on_layer)
             elif isinstance(module, Neuron):
                 self._neurons[name] = [0, 0]
-                self._handles.append(module.register_forward_hook(self._neuron_hook(name)))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+                self._hook_after(module, self._neuron_hook(name))
 
     def _on_model_input(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         x = args[0] if args else None
@@ -252,13 +280,13 @@ class OpsCounter:
             self._per_sample_calls[module] = first + 1
         with torch.no_grad():
             ind_x = (x != 0).float()
-            ind_w = _weight_indicator(module, T, tally.name)
+            ind_w = weight_indicator(module, T, tally.name)
             if per_sample:
                 if first >= ind_w.shape[0]:
                     raise ShapeError(f"op counting: {tally.name} was called {first + 1} times on [B, ...] in one "
                                      f"forward, more than T={T}")
                 ind_w = ind_w[first:first + 1]
-            pairs = _pairs_per_step(module, ind_x, ind_w)
+            pairs = pairs_per_step(module, ind_x, ind_w)
         nonzero, elements = int(ind_x.sum()), x.numel()
         dense = float(out.numel() * layer_macs_per_output(module))
         binary = bool(((x == 0) | (x == 1)).all()) and role_of(module) != LayerRole.STEM
@@ -307,8 +335,10 @@ class OpsCounter:
 
 
 @contextmanager
-def _eval_no_grad(model: nn.Module) -> Iterator[None]:
-    """Eval mode (no BatchNorm statistic updates, no dropout) and no autograd, then restore every flag."""
+def eval_no_grad(model: nn.Module) -> Iterator[None]:
+    """Eval mode (no BatchNorm statistic updates, no dropout) and no autograd, then restore every flag.
+
+    Public because every measuring pass (op counts, NeuroBench counts, calibration) runs the model so."""
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
@@ -325,7 +355,7 @@ def count_ops(model: nn.Module, x: Tensor | list[Tensor], timesteps: int | None 
     Returns per-sample figures over all T timesteps; see the module docstring for both conventions.
     """
     batches = x if isinstance(x, (list, tuple)) else [x]
-    with _eval_no_grad(model), OpsCounter(model, timesteps) as counter:
+    with eval_no_grad(model), OpsCounter(model, timesteps) as counter:
         for batch in batches:
             model(batch)
     return counter.report()

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from tawq_core.errors import ConfigError, ShapeError
 from tawq_core.neuron import Neuron
 from tawq_core.quantization import quantized_layers
-from tawq_core.sops import COUNTED, _eval_no_grad, _pairs_per_step, _weight_indicator
+from tawq_core.sops import COUNTED, HookedCounter, eval_no_grad, pairs_per_step, weight_indicator
 
 #: neurobench.blocks.activation.SUPPORTED_ACTIVATIONS
 NEUROBENCH_ACTIVATIONS: tuple[type[nn.Module], ...] = (nn.ReLU, nn.Sigmoid)
@@ -119,7 +119,7 @@ def connection_sparsity(model: nn.Module) -> float:
         if not isinstance(module, COUNTED) or next(module.children(), None) is not None:
             continue
         with torch.no_grad():
-            nonzero = _weight_indicator(module, _timesteps(module), name)  # [T, *w.shape]
+            nonzero = weight_indicator(module, _timesteps(module), name)  # [T, *w.shape]
         zeros += float(nonzero.numel() - nonzero.sum(dtype=torch.float64)) / nonzero.shape[0]
         weights += module.weight.numel()
     if not weights:
@@ -143,10 +143,10 @@ def call_ops(layer: nn.Module, x: Tensor, batch: int, who: str = "layer") -> Cal
         raise ConfigError(f"tawq's SynapticOperations counts Linear/Conv1d/Conv2d, got {type(layer).__name__}")
     with torch.no_grad():
         xt = _steps_view(layer, x.detach(), batch, who)
-        ind_w = _weight_indicator(layer, xt.shape[0], who)
-        effective = float(_pairs_per_step(layer, (xt != 0).float(), ind_w).sum())
+        ind_w = weight_indicator(layer, xt.shape[0], who)
+        effective = float(pairs_per_step(layer, (xt != 0).float(), ind_w).sum())
         one_sample = torch.ones(1, 1, *xt.shape[2:], device=xt.device)  # xt: [S, N, *sample]
-        per_sample = float(_pairs_per_step(layer, one_sample, torch.ones_like(ind_w[:1])).sum())
+        per_sample = float(pairs_per_step(layer, one_sample, torch.ones_like(ind_w[:1])).sum())
         dense = xt.shape[0] * xt.shape[1] * per_sample
         spiking = bool(((x == 0) | (x == 1) | (x == -1)).all())
     return CallOps(effective, dense, spiking)
@@ -172,7 +172,7 @@ class SynopsTally:
         return dict(zip(SYNOPS_KEYS, values, strict=True))
 
 
-class NeuroBenchCounter:
+class NeuroBenchCounter(HookedCounter):
     """Hooks a model the way NeuroBench's harness does (connection layers, activation modules) while the
     ``with`` block runs; call the model on time-major ``[T, B, ...]`` batches inside it. ``synops=False``
     counts activations only."""
@@ -180,24 +180,18 @@ class NeuroBenchCounter:
     def __init__(self, model: nn.Module, synops: bool = True):
         if synops:
             check_countable(model)
-        self.model, self.count_synops = model, synops
+        super().__init__(model)
+        self.count_synops = synops
         self.synops = SynopsTally()
         self.active = self.outputs = self.batch = 0
         self._names = {m: n for n, m in model.named_modules()}
-        self._handles: list[Any] = []
 
-    def __enter__(self) -> NeuroBenchCounter:
-        self._handles.append(self.model.register_forward_pre_hook(self._on_model_input))
+    def _register(self) -> None:
+        self._hook_before(self.model, self._on_model_input)
         for layer in find_modules(self.model, COUNTED) if self.count_synops else []:
-            self._handles.append(layer.register_forward_pre_hook(self._on_layer))
+            self._hook_before(layer, self._on_layer)
         for module in find_modules(self.model, activation_types()):
-            self._handles.append(module.register_forward_hook(self._on_activation))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+            self._hook_after(module, self._on_activation)
 
     def _on_model_input(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         if not args or not isinstance(args[0], Tensor) or args[0].dim() < 2:
@@ -224,7 +218,7 @@ def neurobench_metrics(model: nn.Module, batches: Iterable[Tensor]) -> dict[str,
     (eval mode, no autograd); bit-aware as the module docstring says. For a model tawq cannot count,
     ConnectionSparsity and SynapticOperations are None and ``unavailable`` says why."""
     reason = uncountable(model)
-    with _eval_no_grad(model), NeuroBenchCounter(model, synops=reason is None) as counter:
+    with eval_no_grad(model), NeuroBenchCounter(model, synops=reason is None) as counter:
         for batch in batches:
             model(batch)
     metrics = {"Footprint": footprint_bytes(model),
