@@ -15,6 +15,7 @@ import numpy as np
 
 from tawq_core.backend import Backend
 from tawq_core.errors import ConfigError, PluginError
+from tawq_core.validators import check_int_at_least
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,8 @@ class LatencyStats:
 
 
 def _check_counts(warmup: int, repeats: int) -> None:
-    if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
-        raise ConfigError(f"warmup must be an integer >= 0, got {warmup!r}")
-    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
-        raise ConfigError(f"repeats must be an integer >= 1, got {repeats!r}")
+    check_int_at_least("warmup", warmup, 0)
+    check_int_at_least("repeats", repeats, 1)
 
 
 def measure_latency(backend: Backend, fn: Callable[[], Any], warmup: int = 3, repeats: int = 20) -> LatencyStats:

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from tawq_core.errors import ConfigError, ShapeError
+from tawq_core.validators import check_int_at_least
 
 
 class QuantMode(str, Enum):
@@ -144,9 +145,7 @@ def with_state(state: dict[str, Tensor]) -> dict[str, Any]:
 
 def check_timesteps(timesteps: int) -> int:
     """Validate a timestep count once, with a message a user can act on."""
-    if not isinstance(timesteps, int) or isinstance(timesteps, bool) or timesteps < 1:
-        raise ConfigError(f"timesteps must be a positive integer, got {timesteps!r}")
-    return timesteps
+    return check_int_at_least("timesteps", timesteps, 1)
 
 
 def float32_weights(w: Tensor) -> Tensor:

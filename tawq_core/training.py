@@ -31,11 +31,11 @@ from tawq_core.errors import ConfigError, ShapeError, TrainingDiverged
 from tawq_core.progress import progress_bar
 from tawq_core.train_guard import WeightWatch, check_batch
 from tawq_core.train_resume import ResumeFile, TrainingState
+from tawq_core.validators import check_int_at_least
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"training {name} must be an integer >= {minimum}, got {value!r}")
+    check_int_at_least(f"training {name}", value, minimum)
 
 
 def _check_float(name: str, value: Any, low: float, high: float | None = None, *, open_low: bool = False) -> None:

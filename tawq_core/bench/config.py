@@ -20,6 +20,7 @@ from typing import Any
 from tawq_core.errors import ConfigError
 from tawq_core.quantization import QuantPolicy
 from tawq_core.training import TrainConfig
+from tawq_core.validators import check_int_at_least
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -35,9 +36,7 @@ UNHASHED = ("name", "description", "data_dir", "download")
 
 
 def _positive_int(where: str, value: Any, minimum: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"{where} must be an integer >= {minimum}, got {value!r}")
-    return value
+    return check_int_at_least(where, value, minimum)
 
 
 def _positive_number(where: str, value: Any) -> float:

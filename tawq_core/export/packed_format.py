@@ -35,6 +35,7 @@ from tawq_core.export.packed_deployed import packed_layers
 from tawq_core.finite import require_finite
 from tawq_core.quantizer import PackedWeight, Quantizer
 from tawq_core.roles import role_of
+from tawq_core.validators import is_int_at_least
 
 FORMAT = "tawq-packed"
 FORMAT_VERSION = 1
@@ -172,7 +173,7 @@ def _field(path: Path, where: str, value: Any, ok: bool, wanted: str) -> None:
 
 
 def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return is_int_at_least(value, 1)
 
 
 def check_record(record: dict[str, Any], tensors: dict[str, Tensor], path: Path) -> None:
