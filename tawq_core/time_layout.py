@@ -49,6 +49,7 @@ class TimeLayout:
         self.quantizers: set[str] = set()  # the attached layers' quantizer names, for messages
         self.steps: dict[nn.Module, int] | None = None  # per-layer next timestep inside `stepwise`
         self._batches: list[int | None] = []  # one entry per model forward in flight (re-entrant)
+        self._shape_twins: list[set[int]] = []  # per forward in flight: layers that read a [T, T, ...] input
 
     @property
     def batch(self) -> int | None:
@@ -81,6 +82,7 @@ class TimeLayout:
 
     def enter_forward(self, model: nn.Module, args: tuple[Any, ...]) -> None:
         self._batches.append(None)  # first, so `leave_forward` (called even if this raises) pops this entry
+        self._shape_twins.append(set())
         x = args[0] if args else None
         if self.in_stepwise or not isinstance(x, Tensor):
             return  # stepwise calls need no B; a non-tensor input gives none
@@ -99,6 +101,21 @@ class TimeLayout:
     def leave_forward(self, model: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if self._batches:
             self._batches.pop()
+            self._shape_twins.pop()
+
+    def check_not_per_step(self, layer: nn.Module, shape: tuple[int, ...]) -> None:
+        """With B == T, a per-step call ``[B, N, F]`` (N == B) has the very shape of ``[T, B, F]``: the only
+        difference is that a per-step loop calls the layer again in the same forward. Refuse that second
+        call, so the forward raises instead of returning outputs of mixed-up weight sets."""
+        if not self._shape_twins:
+            return  # used on its own: no forward to count calls in
+        seen = self._shape_twins[-1]
+        if id(layer) in seen:
+            raise ShapeError(f"{self.describe(layer)} was called again in one forward with input {shape}, whose "
+                             f"[T, B] = [{shape[0]}, {shape[1]}] cannot be told apart from a per-step [B, N] call "
+                             "(B == T); run a per-step loop inside `with tawq_core.stepwise(model):`, or use a "
+                             f"batch size other than T={shape[0]}")
+        seen.add(id(layer))
 
     @staticmethod
     def describe(layer: nn.Module) -> str:
@@ -181,6 +198,8 @@ def split_time(layer: nn.Module, x: Tensor, sample_dims: int, *, extra_leading: 
     B = layout.batch
     one_batch_dim = extra_leading or len(lead) == 1
     if len(lead) >= 2 and lead[0] == T and (B is None or lead[1] == B) and (extra_leading or len(lead) == 2):
+        if extra_leading and len(lead) == 2 and B == T:
+            layout.check_not_per_step(layer, shape)
         return TimeView(x.reshape(T, -1, *sample), slice(None), lead)  # [T, B, ...]
     if one_batch_dim and (lead[0] == T * B if B is not None else T == 1):
         return TimeView(x.reshape(T, -1, *sample), slice(None), lead)  # [T*B, ...]

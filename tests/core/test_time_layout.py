@@ -95,6 +95,36 @@ def test_a_loop_inside_the_model_forward_runs_in_stepwise():
     torch.testing.assert_close(got, ref)
 
 
+def test_a_per_step_token_loop_with_b_equal_t_is_refused_not_read_as_time_major():
+    """[B, N, F] with B == T and N == B has the shape of [T, B, F]; the second call in one forward gives the
+    per-step loop away, so the forward raises instead of returning mixed-up weight sets."""
+    class TokenLoop(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem, self.mid, self.head = nn.Linear(3, 4), nn.Linear(4, 4), nn.Linear(4, 2)
+
+        def forward(self, x: Tensor) -> Tensor:  # x: [T, B, N, 3]
+            return torch.stack([self.head(self.mid(self.stem(x_t))) for x_t in x])
+
+    T = 3
+    torch.manual_seed(2)
+    model = TokenLoop()
+    quantize(model, "tawq", T)
+    x = torch.randn(T, T, T, 3)  # B = N = T
+    with torch.no_grad():
+        with pytest.raises(ShapeError, match="called again in one forward with input \\(3, 3, 4\\)"):
+            model(x)
+        with stepwise(model):
+            got = model(x)
+        w = model.mid.effective_weight()
+        ref = torch.stack([model.head(F.linear(model.stem(x[t]), w[t], model.mid.bias)) for t in range(T)])
+        torch.testing.assert_close(got, ref)
+        once = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 4), nn.Linear(4, 2))
+        quantize(once, "tawq", T)
+        once(torch.randn(T, T, 3))  # a genuine [T, B, F] with B == T, called once per forward, still runs
+        once(torch.randn(T, T, 3))  # ... and again in the next forward
+
+
 def test_time_collapsed_input_names_the_layer_and_the_exclude_that_fixes_it():
     model = tawq_core.create("model", "mlp", num_classes=3, sample_shape=(5,), hidden=(4, 4))
     quantize(model, "tawq", 3, QuantPolicy(skip_roles=frozenset({"stem"})))
