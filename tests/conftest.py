@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 FIXTURES = Path(__file__).parent / "fixtures"
 #: The shipped plugin template doubles as the test suite's well-behaved third-party plugin.
@@ -61,3 +62,13 @@ def run_tawq(*args: str, extra_path: list[Path] | None = None, env: dict[str, st
 @pytest.fixture(scope="session")
 def tawq_cli():
     return run_tawq
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for in-process work: tiny tensors gain nothing from intra-op threads, and on a shared
+    2-core runner two contending threads lose a lot. Folders of tiny models request it autouse."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -12,6 +12,7 @@ from importlib.metadata import EntryPoint
 
 import pytest
 import torch
+from cli_helpers import assert_one_line_error
 
 from tawq_core.plugin_boundary import PluginFailed, plugin_failure
 from tawq_core.registry import Registry
@@ -67,16 +68,6 @@ def runs(tawq_cli, broken_plugin_path, example_plugin_path, clash_plugin_path, t
     return results
 
 
-def one_line_error(result, *fragments: str) -> str:
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
-
 def test_plugins_that_exit_print_or_parse_arguments_at_import(runs):
     listing = runs["listing"]
     data = json.loads(listing.stdout)  # valid JSON: the chatty plugin's prints were kept off stdout
@@ -113,8 +104,8 @@ def test_unknown_names_in_the_selection_variables_are_reported(runs, monkeypatch
 
 
 def test_a_plugin_raising_during_train_is_one_line_naming_it(runs):
-    one_line_error(runs["raises"], "quantizer 'broken-raises' from distribution tawq-broken 6.6.6 failed: "
-                   "ValueError: weights exploded (in tawq_broken.runtime.weights", "--debug")
+    assert_one_line_error(runs["raises"], "quantizer 'broken-raises' from distribution tawq-broken 6.6.6 failed: "
+                          "ValueError: weights exploded (in tawq_broken.runtime.weights", "--debug", ignore_case=False)
     assert not (runs["root"] / "raises" / "model.safetensors").exists()
 
 
@@ -144,8 +135,8 @@ def test_a_quantizer_returning_the_wrong_shape_is_named_before_torch_fails():
 
 def test_exporting_a_neuron_without_a_dynamics_description_names_it(runs):
     assert runs["opaque"].returncode == 0, runs["opaque"].stderr  # trains fine at --timesteps 4
-    one_line_error(runs["export-opaque"], "neuron 'broken-opaque' from distribution tawq-broken 6.6.6 cannot be "
-                   "expressed for NIR export")
+    assert_one_line_error(runs["export-opaque"], "neuron 'broken-opaque' from distribution tawq-broken 6.6.6 cannot "
+                          "be expressed for NIR export", ignore_case=False)
 
 
 def test_bench_records_the_failed_cell_and_finishes_the_run(runs):

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
 from robustness_helpers import TINY_PRESET, BenchRun, bench, run_cli
 
 
@@ -77,9 +76,5 @@ def train_replicates(broken_plugin_path, tmp_path_factory) -> tuple[TrainReplica
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """In-process work on one thread: tiny models gain nothing from two, and CI boxes are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _single_thread(one_thread):
+    """Every test here runs on one torch thread (the shared `one_thread` fixture of tests/conftest.py)."""

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cli_helpers import assert_one_line_error
+
 #: digits + a 16-unit spiking MLP, one epoch, fp32 + two quantizers, one thread: a real bench in seconds.
 #: QAT trains two epochs so the run is still busy when the first cell lands (the interruption window).
 TINY_PRESET = """
@@ -79,21 +81,6 @@ def run_many(calls: dict[str, dict[str, Any]], workers: int = 3) -> dict[str, su
         futures = {name: pool.submit(run_cli, *call["args"], extra_path=call.get("extra_path", ()),
                                      env=call.get("env")) for name, call in calls.items()}
         return {name: future.result() for name, future in futures.items()}
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> str:
-    """Exit code 2, exactly one line on stderr starting with ``error:``, no traceback, and each of `words`
-    (case-insensitive) in it. Returns the line."""
-    err = result.stderr
-    assert "Traceback" not in err, err
-    assert result.returncode == 2, (result.returncode, err)
-    lines = err.splitlines()
-    assert len(lines) == 1 and err.endswith("\n"), err
-    line = lines[0]
-    assert line.startswith("error: "), line
-    missing = [w for w in words if w.lower() not in line.lower()]
-    assert not missing, f"{missing} not in {line!r}"
-    return line
 
 
 def file_hashes(root: Path) -> dict[str, str]:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from robustness_helpers import TINY_PRESET, assert_kept, assert_one_line_error, file_hashes, run_many
+from cli_helpers import assert_one_line_error
+from robustness_helpers import TINY_PRESET, assert_kept, file_hashes, run_many
 
 import tawq_core
 from tawq_core import ShapeError, create, quantize, save_checkpoint

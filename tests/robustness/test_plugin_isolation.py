@@ -5,7 +5,8 @@ hook that raises, a name taken from a built-in, a misspelled hook), and TAWQ_DIS
 
 from __future__ import annotations
 
-from robustness_helpers import assert_one_line_error, run_many
+from cli_helpers import assert_one_line_error
+from robustness_helpers import run_many
 
 
 def test_bench_on_builtins_works_with_broken_plugins_installed(bench_runs):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 TINY = """
 name = "tiny"
@@ -44,9 +43,5 @@ def tiny_preset(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread than on two contending ones (and CI boxes are shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _single_thread(one_thread):
+    """Every test here runs on one torch thread (the shared `one_thread` fixture of tests/conftest.py)."""
