@@ -3,18 +3,15 @@
 A checkpoint is one ``.safetensors`` file whose header metadata holds a JSON record (model name and
 options, quantizer and timesteps, training config, tawq version...). Nothing is ever unpickled: files
 are read with safetensors, or, for state dicts from other tools, ``torch.load(weights_only=True)``.
-Writes go to a temporary file in the same folder and are moved into place with `os.replace`, so an
-interrupted save never leaves a half-written checkpoint under the real name.
+Writes go through `tawq_core.files.atomic_path` (temporary file, fsync, `os.replace`), so an interrupted
+save never leaves a half-written checkpoint under the real name.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,36 +21,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tawq_core.errors import CheckpointError, ConfigError
+from tawq_core.files import atomic_path
+from tawq_core.files import write_json_atomic as write_json  # noqa: F401 - summaries and results, re-exported
 from tawq_core.finite import require_finite
 
 META_KEY = "tawq"
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success move it over `path`, on failure delete it."""
-    target = Path(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {target}: {exc.strerror or exc}; choose a writable directory") from None
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_json(path: str | os.PathLike[str], data: Any) -> Path:
-    """Write `data` as indented JSON, atomically (summaries, bench cells)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    return Path(path)
 
 
 def _resolve(path: str | os.PathLike[str]) -> Path:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import random
 import sys
-import tempfile
 import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from tawq_core import ConfigError, DatasetSplits, Encoding, hookimpl
+from tawq_core.files import atomic_path
 
 from .common import ArrayDataset, cache_dir, class_counts
 
@@ -83,18 +83,11 @@ def _load_cached(path: Path) -> dict[str, np.ndarray] | None:
 
 
 def _save_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see a half-written cache."""
+    """Write through `tawq_core.files.atomic_path`: readers never see a half-written cache. The cache only
+    saves time, so a failure to write it is a warning, not an error."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **arrays)
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache is not secret
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(path, on_error=None) as tmp, tmp.open("wb") as handle:
+            np.savez(handle, **arrays)
     except OSError as exc:
         warnings.warn(f"mnist1d: could not cache the generated data at {path} ({exc}); "
                       "it will be generated again next time", stacklevel=3)

@@ -1,7 +1,7 @@
 """The run directory and the bench cache: atomic writes, finished work keyed by content hash.
 
-Every file is written to a temporary name in the same directory and moved into place with
-`os.replace`, so an interrupted run (Ctrl-C, SIGKILL, a full disk) leaves either the old file or the
+Every file is written through `tawq_core.files` (temporary name in the same directory, fsync,
+`os.replace`), so an interrupted run (Ctrl-C, SIGKILL, a full disk) leaves either the old file or the
 new one, never half of one. A cache entry's JSON is written last: its presence means the work (and
 any checkpoint it refers to) is complete, which is what lets a re-run skip it.
 """
@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from tawq_core import files
 from tawq_core.errors import ConfigError
 
 CACHE_DIR = "cache"
@@ -33,38 +33,17 @@ def write_error(path: Path, exc: OSError) -> ConfigError:
                        "the same command to resume")
 
 
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success it replaces `path` in one step.
-
-    An `OSError` on the way (a full disk, a folder made read-only) leaves `path` as it was, removes the
-    temporary file and becomes a one-line `ConfigError` (`write_error`).
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise write_error(path, exc) from None
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as handle:  # make the bytes durable before the rename
-            os.fsync(handle.fileno())
-        os.replace(tmp_path, path)
-    except OSError as exc:
-        raise write_error(path, exc) from None
-    finally:
-        tmp_path.unlink(missing_ok=True)
+def atomic_path(path: Path) -> contextlib.AbstractContextManager[Path]:
+    """`tawq_core.files.atomic_path` whose failure says that finished work is kept (`write_error`)."""
+    return files.atomic_path(path, on_error=write_error)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    files.write_text_atomic(path, text, on_error=write_error)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    files.write_json_atomic(path, data, on_error=write_error)
 
 
 def check_writable(directory: Path) -> None:
