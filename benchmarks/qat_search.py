@@ -25,6 +25,7 @@ import torch
 
 import tawq_core
 from tawq_core.bench import cells, load_preset
+from tawq_core.files import atomic_path
 from tawq_core.training import TrainConfig, evaluate, seed_everything, train
 
 #: Candidate [qat] sections: a small grid over length, learning rate and distillation.
@@ -53,9 +54,8 @@ def fp32_model(cfg: Any, splits: Any, seed: int, out: Path) -> torch.nn.Module:
         return model.eval()
     started = time.perf_counter()
     train(model, splits, cfg.train_config(seed), progress=False)
-    tmp = path.with_suffix(".tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(model.state_dict(), tmp)
     _log(f"seed {seed}: fp32 trained in {time.perf_counter() - started:.0f} s")
     return model.eval()
 

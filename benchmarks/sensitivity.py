@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import json
 import statistics
 import sys
 import time
@@ -29,6 +28,7 @@ from qat_search import fp32_model
 import tawq_core
 from tawq_core import quantize
 from tawq_core.bench import cells, load_preset
+from tawq_core.files import write_json_atomic
 from tawq_core.training import TrainConfig, evaluate, train
 
 ALL = "all layers"
@@ -97,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join(lines)
     print(table)
     record = {"args": vars(args), "fp32": fp32, "rows": rows, "markdown": table}
-    tmp = out / "sensitivity.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(out / "sensitivity.json")
+    write_json_atomic(out / "sensitivity.json", record)
     return 0
 
 
