@@ -10,10 +10,12 @@ instead of a new tensor. Same equations and operation order as the eager loop, I
 FMA contraction: spikes and ``h`` equal the eager path bit for bit (pinned by tests); gradients agree
 to float rounding (the sigmoid's exp here is Cephes' expf, not PyTorch's vectorized one).
 
-The options are runtime arguments, written branch-free (both sides computed, one selected), so one
-compiled kernel per dtype serves every neuron configuration: compiling per configuration made a
-fresh test run compile for minutes. numba caches the machine code next to this file (`tawq_core.jit`: where
-no cache folder is writable, the kernels compile in each process instead).
+The constants and branch selectors come from the layer's `NeuronDynamics` (`leak_id`, `reset_value`,
+`kernel_k`...), whose `charge`/`fire`/`reset` `_step` restates. They are runtime arguments, written
+branch-free (both sides computed, one selected), so one compiled kernel per dtype serves every neuron
+configuration: compiling per configuration made a fresh test run compile for minutes. numba caches the
+machine code next to this file (`tawq_core.jit`: where no cache folder is writable, the kernels compile
+in each process instead).
 
 Threads: numba's own parallel layers are not fork-safe with GNU OpenMP and would compete with
 PyTorch's thread pool, so the kernels release the GIL and a small thread pool (one per process,
@@ -33,11 +35,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tawq_core.plugin import UNAVAILABLE, njit  # njit is None without numba: the eager loop is used
-from tawq_plugins.neurons.dynamics import Dynamics, Leak
+from tawq_core.plugin import UNAVAILABLE, NeuronDynamics, njit  # njit is None without numba: eager loop
+from tawq_plugins.neurons.dynamics import Leak
 
 SURROGATE_IDS = {"sigmoid": 0, "atan": 1}
-LEAK_IDS = {"none": 0, "div": 1, "mul": 2}
 BLOCK = 1024  # neurons per block: membranes, carries and the block's T charged values stay in L1/L2
 PARALLEL_MIN = 1 << 16  # elements (T * neurons) below which threads cost more than they give
 DTYPES = (torch.float32, torch.float64)
@@ -208,7 +209,7 @@ def _empty(like: Tensor) -> tuple[Tensor, np.ndarray]:
     return out, _flat(out)
 
 
-def unsupported(d: Dynamics, x: Tensor) -> str:
+def unsupported(d: NeuronDynamics, x: Tensor) -> str:
     """Why the fused CPU kernels cannot run this call ('' if they can)."""
     if os.environ.get("TAWQ_NEURON_KERNEL", "auto").lower() == "torch":
         return "TAWQ_NEURON_KERNEL=torch"
@@ -216,24 +217,22 @@ def unsupported(d: Dynamics, x: Tensor) -> str:
         return UNAVAILABLE
     if x.device.type != "cpu":
         return "tensor is not on the CPU"
-    if d.surrogate.name not in SURROGATE_IDS:
-        return f"no fused CPU kernel for surrogate {d.surrogate.name!r}"
+    if d.surrogate not in SURROGATE_IDS:
+        return f"no fused CPU kernel for surrogate {d.surrogate!r}"
     if x.dtype not in DTYPES:
         return f"no fused CPU kernel for dtype {x.dtype}"
     return ""
 
 
-def _scalars(d: Dynamics, k: Leak, dtype: torch.dtype) -> tuple:
+def _scalars(d: NeuronDynamics, k: Leak, dtype: torch.dtype) -> tuple:
     """k, threshold, reset, rest and 1 in the tensor's precision (as PyTorch converts Python scalars),
-    then the leak, decay_input and hard-reset flags."""
+    then the leak, decay_input and hard-reset flags. k is divided by (IEEE division, as PyTorch on CPU)."""
     cast = np.float32 if dtype == torch.float32 else np.float64
-    k_value = k.detach().to(dtype).item() if isinstance(k, Tensor) else (1.0 if k is None else float(k))
-    v_reset = d.v_reset if d.hard else 0.0
-    return (cast(k_value), cast(d.v_threshold), cast(v_reset), cast(d.rest), cast(1.0), LEAK_IDS[d.leak],
+    return (cast(d.kernel_k(k)), cast(d.v_threshold), cast(d.reset_value), cast(d.rest), cast(1.0), d.leak_id,
             d.decay_input, d.hard)
 
 
-def run(d: Dynamics, x: Tensor, k: Leak, keep_h: bool) -> tuple[Tensor, Tensor | None]:
+def run(d: NeuronDynamics, x: Tensor, k: Leak, keep_h: bool) -> tuple[Tensor, Tensor | None]:
     """Fused forward: spikes, and ``h`` when `keep_h`, in x's memory layout (dense layouts are kept)."""
     x, xs = _dense(x)
     spikes, ss = _empty(x)
@@ -244,7 +243,7 @@ def run(d: Dynamics, x: Tensor, k: Leak, keep_h: bool) -> tuple[Tensor, Tensor |
     return spikes, charged
 
 
-def bptt(d: Dynamics, grad_spikes: Tensor, x: Tensor, _unused: Tensor | None, k: Leak,
+def bptt(d: NeuronDynamics, grad_spikes: Tensor, x: Tensor, _unused: Tensor | None, k: Leak,
          need_k: bool) -> tuple[Tensor, Tensor | None]:
     """Fused backward from the saved input x (``h`` is rebuilt in cache): dL/dx in x's layout, and
     dL/dk (a float32 scalar) when `need_k`."""
@@ -261,5 +260,5 @@ def bptt(d: Dynamics, grad_spikes: Tensor, x: Tensor, _unused: Tensor | None, k:
         grad_k = _split(kernel, (gs, xs, gx), n, steps,
                         (k_value, v_threshold, v_reset, rest, one, type(one)(d.alpha),
                          type(one)(1.5707963267948966 * d.alpha), leak, decay_input, hard, d.detach_reset,
-                         SURROGATE_IDS[d.surrogate.name]))
+                         SURROGATE_IDS[d.surrogate]))
     return grad_x, (torch.tensor(grad_k, dtype=torch.float32) if need_k else None)

@@ -9,92 +9,50 @@ kernel launches. Without gradients the forward runs alone and stores nothing. Th
 (`cpu_fused`) keep the input x instead of ``h`` (which autograd frees otherwise) and rebuild ``h`` in
 cache during the backward: the forward writes one tensor less.
 
-The equations are spikingjelly's, written in its operation order so spikes match it bit for bit:
-
-* charge, ``leak="div"`` (LIF, k = tau): ``h = v + (x - (v - v_r)) / k`` (decay_input) or
-  ``h = v - (v - v_r) / k + x``; ``leak="mul"`` (PLIF, k = sigmoid(w)) multiplies by k instead;
-  ``leak="none"`` (IF): ``h = v + x``.
-* fire: ``s = [h >= v_th]``; the surrogate slope at ``h - v_th`` stands in for its derivative.
-* reset: hard ``v = v_r if s else h``; soft (``v_reset=None``) ``v = h - s * v_th``. With
-  ``detach_reset`` no gradient flows through ``s`` in the reset.
-* the membrane starts at ``v_r`` (0 for soft reset) on every call.
+The equations (spikingjelly's, in its operation order, so spikes match it bit for bit) are those of
+`tawq_core.plugin.NeuronDynamics`, which every neuron layer holds as its description: this loop calls
+its `charge`, `fire` and `reset`; the backward differentiates them (the surrogate slope at
+``h - v_th`` stands in for the spike's derivative; with ``detach_reset`` no gradient flows through the
+spike in the reset). The leak constant k travels beside the description: a float (LIF) or PLIF's
+learnable ``sigmoid(w)`` tensor, which overrides the description's k.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from tawq_plugins.neurons.surrogate import Surrogate
-
-
-@dataclass(frozen=True)
-class Dynamics:
-    """Everything but the leak constant k, which is a float (LIF) or a learnable tensor (PLIF)."""
-
-    leak: str
-    decay_input: bool
-    v_threshold: float
-    v_reset: float | None
-    detach_reset: bool
-    surrogate: Surrogate
-    alpha: float
-
-    @property
-    def hard(self) -> bool:
-        return self.v_reset is not None
-
-    @property
-    def rest(self) -> float:
-        """Initial membrane, and the v_r of the charge equation (0 for soft reset, as spikingjelly)."""
-        return 0.0 if self.v_reset is None else self.v_reset
-
+from tawq_core.plugin import NeuronDynamics
+from tawq_plugins.neurons.surrogate import get_surrogate
 
 Leak = float | Tensor | None
 
 
-def _charge(d: Dynamics, x: Tensor, v: Tensor, k: Leak, out: Tensor | None = None) -> Tensor:
-    """One charge step; `out` receives h when given. ``v - 0.0`` is skipped: it is ``v`` bit for bit."""
-    if d.leak == "none":
-        return torch.add(v, x, out=out)
-    shifted = v - d.rest if d.rest else v
-    scale = torch.div if d.leak == "div" else torch.mul
-    if d.decay_input:
-        return torch.add(v, scale(x - shifted, k), out=out)
-    return torch.add(v - scale(shifted, k), x, out=out)
-
-
-def _after_reset(d: Dynamics, h: Tensor, fired: Tensor) -> Tensor:
-    if d.hard:
-        return torch.where(fired, d.v_reset, h)
-    return h - fired.to(h.dtype) * d.v_threshold
-
-
-def _run(d: Dynamics, x: Tensor, k: Leak, keep_h: bool) -> tuple[Tensor, Tensor | None]:
+def _run(d: NeuronDynamics, x: Tensor, k: Leak, keep_h: bool) -> tuple[Tensor, Tensor | None]:
     """The T-step forward without autograd: spikes, and the charged membranes if asked for."""
     spikes = torch.empty_like(x)
     charged = torch.empty_like(x) if keep_h else None
     v = torch.full_like(x[0], d.rest)
     for t in range(x.shape[0]):
-        h = _charge(d, x[t], v, k, out=None if charged is None else charged[t])
-        fired = h >= d.v_threshold
+        h = d.charge(x[t], v, k, out=None if charged is None else charged[t])
+        fired = d.fire(h)
         spikes[t] = fired
-        v = _after_reset(d, h, fired)
+        v = d.reset(h, fired)
     return spikes, charged
 
 
-def _bptt(d: Dynamics, grad_spikes: Tensor, charged: Tensor, x: Tensor | None, k: Leak,
+def _bptt(d: NeuronDynamics, grad_spikes: Tensor, charged: Tensor, x: Tensor | None, k: Leak,
           need_k: bool) -> tuple[Tensor, Tensor | None]:
     """Walk time backwards: dL/dx for every step, and dL/dk summed over everything (PLIF).
 
     ``carry`` is dL/dv[t] (post-reset membrane) arriving from step t + 1. Through the reset,
     dv/dh = 1 - s (hard) or 1 (soft), plus (v_reset - h)·σ' or -v_th·σ' when the reset is not detached.
     """
+    surrogate = get_surrogate(d.surrogate)
     grad_x = torch.empty_like(charged)
     grad_k = torch.zeros_like(charged[0], dtype=torch.float32) if need_k else None
     carry: Tensor | None = None
@@ -102,14 +60,14 @@ def _bptt(d: Dynamics, grad_spikes: Tensor, charged: Tensor, x: Tensor | None, k
         h = charged[t]
         u = h - d.v_threshold
         if carry is None:
-            grad_h = d.surrogate.chain(grad_spikes[t], u, d.alpha)
+            grad_h = surrogate.chain(grad_spikes[t], u, d.alpha)
         elif d.detach_reset:
-            through_reset = torch.where(h >= d.v_threshold, 0.0, carry) if d.hard else carry
-            grad_h = d.surrogate.chain(grad_spikes[t], u, d.alpha) + through_reset
+            through_reset = torch.where(d.fire(h), 0.0, carry) if d.hard else carry
+            grad_h = surrogate.chain(grad_spikes[t], u, d.alpha) + through_reset
         else:
-            slope = d.surrogate.derivative(u, d.alpha)
+            slope = surrogate.derivative(u, d.alpha)
             if d.hard:
-                reset_slope = (1 - (h >= d.v_threshold).to(h.dtype)) + (d.v_reset - h) * slope
+                reset_slope = (1 - d.fire(h).to(h.dtype)) + (d.v_reset - h) * slope
             else:
                 reset_slope = 1 - d.v_threshold * slope
             grad_h = grad_spikes[t] * slope + carry * reset_slope
@@ -117,15 +75,14 @@ def _bptt(d: Dynamics, grad_spikes: Tensor, charged: Tensor, x: Tensor | None, k
             grad_x[t] = grad_h
             carry = grad_h
             continue
-        scale = torch.div if d.leak == "div" else torch.mul
         if d.decay_input:
-            scaled = scale(grad_h, k, out=grad_x[t])
+            scaled = d.scale(grad_h, k, out=grad_x[t])
         else:
             grad_x[t] = grad_h
-            scaled = scale(grad_h, k)
+            scaled = d.scale(grad_h, k)
         carry = grad_h - scaled
         if grad_k is not None:
-            v_prev = _after_reset(d, charged[t - 1], charged[t - 1] >= d.v_threshold) if t else d.rest
+            v_prev = d.reset(charged[t - 1], d.fire(charged[t - 1])) if t else d.rest
             grad_k += grad_h * ((x[t] - (v_prev - d.rest)) if d.decay_input else -(v_prev - d.rest))
     return grad_x, grad_k
 
@@ -141,7 +98,7 @@ class Kernels(NamedTuple):
 EAGER = Kernels(_run, _bptt)
 
 
-def _kernels(d: Dynamics, x: Tensor) -> Kernels:
+def _kernels(d: NeuronDynamics, x: Tensor) -> Kernels:
     """Fused kernels where they can run (Triton on CUDA, numba on CPU; supported surrogate), else the eager loops."""
     if x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1":
         from tawq_plugins.neurons import fused
@@ -161,7 +118,7 @@ class _MultiStep(torch.autograd.Function):
     learnable leak needs it)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, k: Leak, d: Dynamics, kernels: Kernels) -> Tensor:
+    def forward(ctx, x: Tensor, k: Leak, d: NeuronDynamics, kernels: Kernels) -> Tensor:
         spikes, charged = kernels.run(d, x, k, keep_h=not kernels.recompute)
         need_k = isinstance(k, Tensor) and ctx.needs_input_grad[1]
         keep_x = need_k and d.decay_input and not kernels.recompute
@@ -181,7 +138,7 @@ class _MultiStep(torch.autograd.Function):
         return grad_x, grad_k, None, None
 
 
-def multistep(x: Tensor, d: Dynamics, k: Leak = None) -> Tensor:
+def multistep(x: Tensor, d: NeuronDynamics, k: Leak = None) -> Tensor:
     """Spikes ``[T, ...]`` of neurons driven by ``x [T, ...]`` from a fresh state.
 
     Uses the hand-written BPTT when a gradient is wanted (x or k requires grad), otherwise a plain

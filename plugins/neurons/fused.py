@@ -9,6 +9,9 @@ in float32 (pinned by the CUDA tests); gradients agree to float rounding (Triton
 PyTorch's). Arithmetic is float32 whatever the storage dtype; the stored ``h`` is rounded to the
 storage dtype before firing, so forward and backward see the same ``h``.
 
+The constants and the static branch flags come from the layer's `NeuronDynamics` (`leak_id`, `hard`,
+`reset_value`, `kernel_k`), whose `charge`/`fire`/`reset` `_charge`/`_reset` restate.
+
 Used automatically for CUDA tensors when Triton imports and the surrogate has a kernel here; set
 ``TAWQ_NEURON_KERNEL=torch`` to force the eager loop.
 """
@@ -21,11 +24,11 @@ import os
 import torch
 from torch import Tensor
 
+from tawq_core.plugin import NeuronDynamics
 from tawq_plugins.device_guard import on_device_of
-from tawq_plugins.neurons.dynamics import Dynamics, Leak
+from tawq_plugins.neurons.dynamics import Leak
 
 SURROGATE_IDS = {"sigmoid": 0, "atan": 1}
-LEAK_IDS = {"none": 0, "div": 1, "mul": 2}
 BLOCK = 1024
 
 try:
@@ -154,7 +157,7 @@ else:
             tl.store(grad_k_ptr + pid, tl.sum(tl.where(mask, grad_k, 0.0), axis=0))
 
 
-def unsupported(d: Dynamics, x: Tensor) -> str:
+def unsupported(d: NeuronDynamics, x: Tensor) -> str:
     """Why the fused kernels cannot run this call ('' if they can)."""
     if os.environ.get("TAWQ_NEURON_KERNEL", "auto").lower() == "torch":
         return "TAWQ_NEURON_KERNEL=torch"
@@ -162,24 +165,23 @@ def unsupported(d: Dynamics, x: Tensor) -> str:
         return UNAVAILABLE
     if not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
         return "tensor is not on a CUDA device"
-    if d.surrogate.name not in SURROGATE_IDS:
-        return f"no fused kernel for surrogate {d.surrogate.name!r}"
+    if d.surrogate not in SURROGATE_IDS:
+        return f"no fused kernel for surrogate {d.surrogate!r}"
     if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
         return f"no fused kernel for dtype {x.dtype}"
     return ""
 
 
-def _launch_args(d: Dynamics, k: Leak, like: Tensor) -> tuple[Tensor, float, dict]:
+def _launch_args(d: NeuronDynamics, k: Leak, like: Tensor) -> tuple[Tensor, float, dict]:
     """k as a pointer (PLIF; `like` stands in, unread, otherwise) or a float, and the static flags.
 
     The eager loop divides by tau; on CUDA PyTorch does that as a multiplication by the float32
-    reciprocal, so the kernel does the same there to keep spikes bit-identical to the eager path.
+    reciprocal (`NeuronDynamics.kernel_k` with `reciprocal`), so the kernel does the same there to keep
+    spikes bit-identical to the eager path for any tau (the interpreter on CPU divides, as PyTorch there).
     """
     reciprocal = like.is_cuda
-    k_value = 1.0
-    if isinstance(k, (int, float)):
-        k_value = (torch.ones((), dtype=torch.float32) / float(k)).item() if reciprocal else float(k)
-    flags = {"LEAK": LEAK_IDS[d.leak], "DECAY_INPUT": d.decay_input, "HARD": d.hard, "RECIPROCAL": reciprocal}
+    k_value = 1.0 if isinstance(k, Tensor) else d.kernel_k(k, reciprocal)  # no device sync for PLIF's k
+    flags = {"LEAK": d.leak_id, "DECAY_INPUT": d.decay_input, "HARD": d.hard, "RECIPROCAL": reciprocal}
     return (k if isinstance(k, Tensor) else like), k_value, flags
 
 
@@ -187,21 +189,20 @@ def _grid(n: int) -> tuple[int]:
     return (math.ceil(n / BLOCK),)
 
 
-def run(d: Dynamics, x: Tensor, k: Leak, keep_h: bool) -> tuple[Tensor, Tensor | None]:
+def run(d: NeuronDynamics, x: Tensor, k: Leak, keep_h: bool) -> tuple[Tensor, Tensor | None]:
     """Fused forward: spikes, and ``h`` when `keep_h` (same layout as x, made contiguous)."""
     x = x.contiguous()
     steps, n = x.shape[0], x[0].numel()
     spikes = torch.empty_like(x)
     charged = torch.empty_like(x) if keep_h else spikes
     k_ptr, k_value, flags = _launch_args(d, k, x)
-    v_reset = d.v_reset if d.hard else 0.0
     with on_device_of(x):
-        _forward_kernel[_grid(n)](x, spikes, charged, k_ptr, k_value, n, steps, d.v_threshold, v_reset, d.rest,
+        _forward_kernel[_grid(n)](x, spikes, charged, k_ptr, k_value, n, steps, d.v_threshold, d.reset_value, d.rest,
                                   KEEP_H=keep_h, BLOCK_SIZE=BLOCK, enable_fp_fusion=False, **flags)
     return spikes, (charged if keep_h else None)
 
 
-def bptt(d: Dynamics, grad_spikes: Tensor, charged: Tensor, x: Tensor | None, k: Leak,
+def bptt(d: NeuronDynamics, grad_spikes: Tensor, charged: Tensor, x: Tensor | None, k: Leak,
          need_k: bool) -> tuple[Tensor, Tensor | None]:
     """Fused backward: dL/dx, and dL/dk (a float32 scalar) when `need_k`."""
     grad_spikes = grad_spikes.contiguous()
@@ -211,10 +212,9 @@ def bptt(d: Dynamics, grad_spikes: Tensor, charged: Tensor, x: Tensor | None, k:
     partial = torch.empty(grid[0], device=charged.device, dtype=torch.float32) if need_k else grad_x
     k_ptr, k_value, flags = _launch_args(d, k, charged)
     x_ptr = x.contiguous() if x is not None else charged
-    v_reset = d.v_reset if d.hard else 0.0
     with on_device_of(charged):
         _backward_kernel[grid](grad_spikes, charged, x_ptr, grad_x, partial, k_ptr, k_value, n, steps,
-                               d.v_threshold, v_reset, d.rest, d.alpha, DETACH=d.detach_reset,
-                               SURROGATE=SURROGATE_IDS[d.surrogate.name], NEED_K=need_k, BLOCK_SIZE=BLOCK,
+                               d.v_threshold, d.reset_value, d.rest, d.alpha, DETACH=d.detach_reset,
+                               SURROGATE=SURROGATE_IDS[d.surrogate], NEED_K=need_k, BLOCK_SIZE=BLOCK,
                                enable_fp_fusion=False, **flags)
     return grad_x, (partial.sum() if need_k else None)

@@ -1,6 +1,7 @@
 """`lif`, `if` and `plif`: multi-step integrate-and-fire neurons with surrogate gradients.
 
-All three share one set of equations (see `tawq_plugins.neurons.dynamics`) and differ only in the leak:
+All three share one set of equations, those of the `NeuronDynamics` each layer holds as `dynamics` (its
+one description: the eager loop, the fused kernels and the exporters read it), and differ only in the leak:
 none (IF), a fixed time constant tau (LIF), or a learned one (PLIF, spikingjelly's ParametricLIF
 parametrization ``1/tau = sigmoid(w)``, ``w = -log(tau_init - 1)``). Input and output are ``[T, B, ...]``;
 the membrane starts fresh on every call. Defaults are the TaWQ reference's: tau 2, threshold 1, hard
@@ -9,6 +10,7 @@ reset to 0, decay_input, detached reset, sigmoid surrogate with alpha 4.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -16,7 +18,7 @@ from torch import Tensor, nn
 
 from tawq_core import ConfigError, Neuron, ShapeError, hookimpl
 from tawq_core.plugin import NeuronDynamics, check_multistep
-from tawq_plugins.neurons.dynamics import Dynamics, Leak, multistep
+from tawq_plugins.neurons.dynamics import Leak, multistep
 from tawq_plugins.neurons.surrogate import get_surrogate
 
 
@@ -40,8 +42,9 @@ class _IntegrateFire(Neuron):
     kind = "if"
     leak = "none"
 
-    def __init__(self, *, v_threshold: float = 1.0, v_reset: float | None = 0.0, decay_input: bool = True,
-                 detach_reset: bool = True, surrogate: str = "sigmoid", alpha: float | None = None):
+    def __init__(self, *, k: float | None = None, v_threshold: float = 1.0, v_reset: float | None = 0.0,
+                 decay_input: bool = True, detach_reset: bool = True, surrogate: str = "sigmoid",
+                 alpha: float | None = None):
         super().__init__()
         who = f"neuron {self.kind!r}"
         v_threshold = _finite("v_threshold", who, v_threshold)
@@ -54,18 +57,20 @@ class _IntegrateFire(Neuron):
         alpha = found.default_alpha if alpha is None else _finite("alpha", who, alpha)
         if alpha <= 0:
             raise ConfigError(f"{who}: surrogate alpha must be > 0, got {alpha}")
-        self.dynamics = Dynamics(self.leak, bool(decay_input), v_threshold, v_reset, bool(detach_reset),
-                                 found, alpha)
+        self._dynamics = NeuronDynamics(self.leak, k, bool(decay_input), v_threshold, v_reset, bool(detach_reset),
+                                        found.name, alpha, source=f"tawq:{self.kind}")
+
+    @property
+    def dynamics(self) -> NeuronDynamics:
+        """This layer's dynamics: constants and update rule (PLIF: with its current learned k)."""
+        return self._dynamics
 
     def leak_constant(self) -> Leak:
-        """k of the charge equation: None (IF), tau (LIF) or sigmoid(w) (PLIF)."""
-        return None
+        """k as the kernels get it: None (IF), tau (LIF), or PLIF's learnable sigmoid(w) tensor."""
+        return self._dynamics.k
 
     def describe_dynamics(self) -> NeuronDynamics:
-        d, k = self.dynamics, self.leak_constant()
-        k = float(k.detach()) if isinstance(k, Tensor) else k
-        return NeuronDynamics(d.leak, k, d.decay_input, d.v_threshold, d.v_reset, d.detach_reset,
-                              d.surrogate.name, d.alpha, source=f"tawq:{self.kind}")
+        return self.dynamics
 
     def forward(self, x: Tensor) -> Tensor:
         check_multistep(x, f"neuron {self.kind!r}")
@@ -73,13 +78,13 @@ class _IntegrateFire(Neuron):
             raise ShapeError(f"neuron {self.kind!r} got T = 0 timesteps (input shape {tuple(x.shape)})")
         if not x.is_floating_point():
             x = x.to(torch.get_default_dtype())
-        return multistep(x, self.dynamics, self.leak_constant())
+        return multistep(x, self._dynamics, self.leak_constant())
 
     def extra_repr(self) -> str:
-        d = self.dynamics
+        d = self._dynamics
         reset = "soft" if d.v_reset is None else d.v_reset
         return (f"v_threshold={d.v_threshold}, v_reset={reset}, detach_reset={d.detach_reset}, "
-                f"surrogate={d.surrogate.name}(alpha={d.alpha})")
+                f"surrogate={d.surrogate}(alpha={d.alpha})")
 
 
 class IF(_IntegrateFire):
@@ -100,15 +105,17 @@ class LIF(_IntegrateFire):
     def __init__(self, *, tau: float = 2.0, v_threshold: float = 1.0, v_reset: float | None = 0.0,
                  decay_input: bool = True, detach_reset: bool = True, surrogate: str = "sigmoid",
                  alpha: float | None = None):
-        super().__init__(v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input,
-                         detach_reset=detach_reset, surrogate=surrogate, alpha=alpha)
-        self.tau = _tau(f"neuron {self.kind!r}", tau, strict=False)
+        super().__init__(k=_tau(f"neuron {self.kind!r}", tau, strict=False), v_threshold=v_threshold,
+                         v_reset=v_reset, decay_input=decay_input, detach_reset=detach_reset, surrogate=surrogate,
+                         alpha=alpha)
 
-    def leak_constant(self) -> Leak:
-        return self.tau
+    @property
+    def tau(self) -> float:
+        """The time constant: the description's k."""
+        return self._dynamics.k
 
     def extra_repr(self) -> str:
-        return f"tau={self.tau}, decay_input={self.dynamics.decay_input}, {super().extra_repr()}"
+        return f"tau={self.tau}, decay_input={self._dynamics.decay_input}, {super().extra_repr()}"
 
 
 class PLIF(_IntegrateFire):
@@ -120,10 +127,16 @@ class PLIF(_IntegrateFire):
     def __init__(self, *, tau: float = 2.0, v_threshold: float = 1.0, v_reset: float | None = 0.0,
                  decay_input: bool = True, detach_reset: bool = True, surrogate: str = "sigmoid",
                  alpha: float | None = None):
-        super().__init__(v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input,
-                         detach_reset=detach_reset, surrogate=surrogate, alpha=alpha)
         tau = _tau(f"neuron {self.kind!r}", tau, strict=True)
-        self.w = nn.Parameter(torch.tensor(-math.log(tau - 1.0)))
+        w = torch.tensor(-math.log(tau - 1.0))
+        # the description's k is sigmoid(w) at construction; `dynamics` and the kernels read the current one
+        super().__init__(k=float(torch.sigmoid(w)), v_threshold=v_threshold, v_reset=v_reset,
+                         decay_input=decay_input, detach_reset=detach_reset, surrogate=surrogate, alpha=alpha)
+        self.w = nn.Parameter(w)
+
+    @property
+    def dynamics(self) -> NeuronDynamics:
+        return dataclasses.replace(self._dynamics, k=float(torch.sigmoid(self.w.detach())))
 
     @property
     def tau(self) -> float:
@@ -134,7 +147,7 @@ class PLIF(_IntegrateFire):
         return torch.sigmoid(self.w)
 
     def extra_repr(self) -> str:
-        return f"tau={self.tau:.4g} (learned), decay_input={self.dynamics.decay_input}, {super().extra_repr()}"
+        return f"tau={self.tau:.4g} (learned), decay_input={self._dynamics.decay_input}, {super().extra_repr()}"
 
 
 @hookimpl

@@ -3,14 +3,11 @@
 Training-time neurons run their time loop inside custom autograd Functions or write spikes into a
 preallocated tensor in place; the TorchScript tracer behind the ONNX exporter drops such writes
 silently (the exported graph returns zeros). Export therefore swaps every neuron it recognises for
-`InferenceNeuron`, the same equations written with out-of-place ops and ``torch.stack``, and the NIR
-exporter maps the same `NeuronDynamics` to NIR LIF/IF nodes. Recognised: tawq neurons (`lif`, `if`, `plif`)
-and spikingjelly's multi-step ``IFNode``/``LIFNode``/``ParametricLIFNode``, which share one set of
-equations (see tawq_plugins.neurons.dynamics):
-
-* charge, leak "div" (k = tau): ``h = v + (x - (v - v_r)) / k`` (decay_input) or ``h = v - (v - v_r) / k + x``;
-  leak "mul" (k = 1/tau, PLIF) multiplies by k instead; leak "none" (IF): ``h = v + x``.
-* fire ``s = h >= v_th``; hard reset ``v = v_r if s else h``; soft reset (v_reset None) ``v = h - s·v_th``.
+`InferenceNeuron`, which runs its `NeuronDynamics` reference loop (`NeuronDynamics.run`: the same
+equations in out-of-place ops and ``torch.stack``), and the NIR exporter maps the same description to
+NIR LIF/IF nodes. Recognised: tawq neurons (`lif`, `if`, `plif`, and plugin neurons that describe
+themselves) and spikingjelly's multi-step ``IFNode``/``LIFNode``/``ParametricLIFNode``, which follow
+the same rules (see `tawq_core.neuron.NeuronDynamics`).
 """
 
 from __future__ import annotations
@@ -63,24 +60,8 @@ class InferenceNeuron(nn.Module):
         super().__init__()
         self.spec = spec
 
-    def _charge(self, x: Tensor, v: Tensor) -> Tensor:
-        s, k, rest = self.spec, self.spec.k, self.spec.rest
-        if s.leak == "none":
-            return v + x
-        if s.leak == "div":
-            return v + (x - (v - rest)) / k if s.decay_input else v - (v - rest) / k + x
-        return v + (x - (v - rest)) * k if s.decay_input else v - (v - rest) * k + x
-
     def forward(self, x: Tensor) -> Tensor:
-        s = self.spec
-        v = torch.full_like(x[0], s.rest)
-        spikes = []
-        for t in range(x.shape[0]):
-            h = self._charge(x[t], v)
-            fired = h >= s.v_threshold
-            spikes.append(fired.to(x.dtype))
-            v = torch.where(fired, s.v_reset, h) if s.v_reset is not None else h - fired.to(h.dtype) * s.v_threshold
-        return torch.stack(spikes)
+        return self.spec.run(x)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.spec.to_dict().items())

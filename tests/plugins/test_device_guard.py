@@ -14,9 +14,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from tawq_core.plugin import NeuronDynamics
 from tawq_plugins import device_guard
-from tawq_plugins.neurons import dynamics, fused
-from tawq_plugins.neurons.surrogate import get_surrogate
+from tawq_plugins.neurons import fused
 from tawq_plugins.quantizers import calcium_fused
 
 
@@ -85,8 +85,8 @@ def test_neuron_kernels_launch_on_the_tensors_device(cuda1, monkeypatch):
     forward, backward = RecordingKernel(cuda1), RecordingKernel(cuda1)
     monkeypatch.setattr(fused, "_forward_kernel", forward, raising=False)
     monkeypatch.setattr(fused, "_backward_kernel", backward, raising=False)
-    d = dynamics.Dynamics(leak="div", decay_input=True, v_threshold=1.0, v_reset=0.0, detach_reset=False,
-                          surrogate=get_surrogate("sigmoid"), alpha=4.0)
+    d = NeuronDynamics("div", 2.0, decay_input=True, v_threshold=1.0, v_reset=0.0, detach_reset=False,
+                       surrogate="sigmoid", alpha=4.0)
     x = torch.zeros(2, 3)
     _, charged = fused.run(d, x, 2.0, keep_h=True)
     fused.bptt(d, torch.zeros(2, 3), charged, x, 2.0, need_k=False)
