@@ -7,7 +7,8 @@ Conventions (docs/export.md explains them for toolchain authors):
   constant tau steps gets ``tau = tau_steps * dt``, ``r = 1`` (decay_input) or ``tau_steps``,
   ``v_leak = v_reset``; an IF neuron gets ``r = 1 / dt``. tawq neurons fire on ``v >= v_threshold``
   (NIR says ``>``), recorded as ``fire`` in each neuron's metadata; soft reset is recorded as
-  ``reset = "subtract"``.
+  ``reset = "subtract"``, the leak rule and its exact step constant (`NeuronDynamics` ``leak``, ``k``)
+  as ``leak`` and ``k`` (``tau·dt`` is stored in float32).
 * BatchNorm (eval) is folded into the conv/linear before it (scale and shift recorded in metadata).
 * per-timestep weights: NIR's weight fields are static, so a temporal layer's node holds the mean over
   time of its effective weights (the best static stand-in) and its metadata carries everything else,
@@ -133,7 +134,7 @@ def _neuron_node(nir: Any, spec: NeuronDynamics, shape: tuple[int, ...], dt: flo
     if spec.leak == "none":
         return nir.IF(r=full(1.0 / dt), v_threshold=full(spec.v_threshold), v_reset=v_reset, metadata=meta)
     tau = spec.tau
-    meta["tawq"]["tau_steps"] = tau
+    meta["tawq"].update(tau_steps=tau, k=spec.k)  # k: the exact step constant (tau·dt is stored in float32)
     return nir.LIF(tau=full(tau * dt), r=full(1.0 if spec.decay_input else tau), v_leak=full(spec.rest),
                    v_threshold=full(spec.v_threshold), v_reset=v_reset, metadata=meta)
 
