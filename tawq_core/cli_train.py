@@ -11,28 +11,36 @@ finished run removes it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import click
-import torch
-from torch.utils.data import DataLoader
 
-from tawq_core import distributed, resources
+from tawq_core import distributed
 from tawq_core.checkpoint import WEIGHTS_NAME, _resolve, save_checkpoint, write_json
-from tawq_core.data import DatasetSplits, Encoding, encode_batch, load_dataset
+from tawq_core.data import DatasetSplits, Encoding, load_dataset
+from tawq_core.distill import load_teacher
 from tawq_core.errors import ConfigError, Interrupted
 from tawq_core.overwrite import refuse_overwrite
-from tawq_core.quantizer import Quantizer, QuantMode
+from tawq_core.pipeline import (
+    Calibration,
+    Data,
+    ModelSpec,
+    QuantSpec,
+    Recipe,
+    Runtime,
+    evaluate_model,
+    first_device,
+    produce,
+    reference_recipe,
+)
+from tawq_core.quantizer import QuantMode
 from tawq_core.registry import create, get_registry
 from tawq_core.train_resume import RESUME_NAME, ResumeFile
-from tawq_core.training import TrainConfig, evaluate, seed_everything
-from tawq_core.training import train as run_training
-
-CALIBRATION_BATCHES = 8
+from tawq_core.training import TrainConfig
 
 
 def parse_options(pairs: tuple[str, ...], flag: str) -> dict[str, Any]:
@@ -69,34 +77,6 @@ def _timesteps(splits: DatasetSplits, requested: int | None) -> int:
                               f"drop --timesteps or set it to {splits.timesteps}")
         return int(splits.timesteps or 0)
     return requested if requested is not None else TrainConfig.timesteps
-
-
-def _calibrate(model: torch.nn.Module, splits: DatasetSplits, timesteps: int, batch_size: int,
-               device: torch.device) -> None:
-    """PTQ: fit every layer's quantizer state on the first training batches in order, encoded [T, B, ...]."""
-    from tawq_core.calibration import calibrate
-
-    loader = DataLoader(splits.train, batch_size=batch_size, shuffle=False)
-    calibrate(model, (encode_batch(x, splits.encoding, timesteps).to(device)
-                      for x, _ in islice(loader, CALIBRATION_BATCHES)))
-
-
-def _quantize(model: torch.nn.Module, quantizer: Quantizer, timesteps: int) -> dict[str, Any]:
-    from tawq_core.quantization import quantize
-
-    report = quantize(model, quantizer, timesteps)
-    return report.to_dict()
-
-
-def _teacher(path: Path, dataset_name: str, device: torch.device) -> torch.nn.Module:
-    """The distillation teacher, rebuilt from its checkpoint; one trained on another dataset is refused."""
-    from tawq_core.checkpoint import build_from_checkpoint
-
-    teacher, meta = build_from_checkpoint(path, device)
-    if meta.get("dataset") not in (None, dataset_name):
-        raise ConfigError(f"--distill-from {path}: the teacher was trained on {meta['dataset']!r}, not "
-                          f"{dataset_name!r}; distill from a model of the same dataset")
-    return teacher
 
 
 def _interrupted(resume: ResumeFile, epochs: int) -> str:
@@ -161,7 +141,7 @@ def train(model_name: str, dataset_name: str, quantizer_name: str | None, timest
     # before the (possibly slow) dataset load, like the names above
     if distill_from is not None:  # the teacher is read, then OUT/model.safetensors written: never one file
         refuse_overwrite(out / WEIGHTS_NAME, [distill_from, _resolve(distill_from)], "--out")
-    teacher = _teacher(distill_from, dataset_name, backend.device) if distill_from is not None else None
+    teacher = load_teacher(distill_from, dataset_name, backend.device) if distill_from is not None else None
     binned = dataset_options.pop("timesteps", None)  # --dataset-option timesteps=N: the same request as --timesteps
     if binned is not None and timesteps is not None and binned != timesteps:
         raise ConfigError(f"--timesteps {timesteps} and --dataset-option timesteps={binned} disagree; give one of them")
@@ -179,31 +159,34 @@ def train(model_name: str, dataset_name: str, quantizer_name: str | None, timest
         factory_options["neuron"] = neuron
     if neuron_options:
         factory_options["neuron_options"] = neuron_options
-    seed_everything(seed)
-    model = create("model", model_name, **factory_options)
     ptq = quantizer is not None and quantizer.mode is QuantMode.PTQ
-    report = _quantize(model, quantizer, T) if quantizer is not None and not ptq else None
-
-    resources.check_training_memory(model, splits.sample_shape, T, config.batch_size, backend.device,
-                                    (splits.train, splits.test), log=lambda line: click.echo(line, err=True))
+    recipe = Recipe(ModelSpec(model_name, factory_options), config,
+                    QuantSpec(quantizer) if quantizer is not None else None,
+                    calibration=Calibration(config.batch_size) if ptq else None)
+    data = Data(splits, T)
     resume = ResumeFile(out / RESUME_NAME, {
         "model": model_name, "model_options": factory_options, "dataset": dataset_name,
         "dataset_options": dataset_options, "quantizer": quantizer_name, "quantizer_options": quantizer_options,
         "train": config.to_dict(), "distill_from": str(distill_from) if distill_from else None,
     }, writer=distributed.is_main_process())
+    runtime = Runtime(backend.device, backend, progress, resume, log=lambda line: click.echo(line, err=True))
+    distill = (lambda: teacher) if teacher is not None else None
     try:
-        with resources.out_of_memory_as_config_error(config.batch_size):
-            result = run_training(model, splits, config, backend.device, progress=progress, backend=backend,
-                                  teacher=teacher, resume=resume)
-        accuracy, fp32_accuracy = result.test_accuracy, None
-        device = next(model.parameters()).device
-        if ptq:
-            fp32_accuracy = accuracy
-            report = _quantize(model, quantizer, T)
-            _calibrate(model, splits, T, config.batch_size, device)
-            accuracy = evaluate(model, splits.test, splits, T, device, config.eval_batch_size)
+        if ptq:  # the fp32 model is trained, then quantized in place and calibrated
+            fp32 = produce(reference_recipe(recipe), data, runtime, teacher=distill)
+            device = first_device(fp32.model, backend.device)
+            produced = produce(recipe, data, dataclasses.replace(runtime, device=device),
+                               reference=lambda: fp32.model, copy_reference=False)
+            result, accuracy = fp32.result, evaluate_model(produced.model, data, device, config.eval_batch_size)
+        else:
+            produced = produce(recipe, data, runtime, teacher=distill)
+            result, accuracy = produced.result, None
     except KeyboardInterrupt:
         raise Interrupted(_interrupted(resume, config.epochs)) from None  # exit code 130
+    assert result is not None  # both paths trained a model
+    fp32_accuracy, accuracy = (result.test_accuracy, accuracy) if ptq else (None, result.test_accuracy)
+    model = produced.model
+    report = produced.report.to_dict() if produced.report is not None else None
     if not distributed.is_main_process():
         return
 

@@ -12,6 +12,7 @@ gradients, its weights and buffers untouched); its logits are recomputed every s
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -60,3 +61,15 @@ def check_teacher(teacher: nn.Module | None, student: nn.Module, distill: bool) 
     if teacher is student or any(id(p) in student_params for p in teacher.parameters()):
         raise ConfigError("the distillation teacher shares parameters with the student; pass a separate copy "
                           "(e.g. copy.deepcopy of the fp32 model before quantizing)")
+
+
+def load_teacher(path: Path, dataset: str, device: torch.device) -> nn.Module:
+    """A distillation teacher rebuilt from its `tawq train` checkpoint; one trained on another dataset is
+    refused (its classes would not be the student's)."""
+    from tawq_core.checkpoint import build_from_checkpoint
+
+    teacher, meta = build_from_checkpoint(path, device)
+    if meta.get("dataset") not in (None, dataset):
+        raise ConfigError(f"--distill-from {path}: the teacher was trained on {meta['dataset']!r}, not "
+                          f"{dataset!r}; distill from a model of the same dataset")
+    return teacher
