@@ -29,8 +29,11 @@ MAX_PLANE_LEVELS = 7  # up to 3 magnitude bit planes; wider codes (ptq8) stay in
 
 
 class DeployBackend(str, Enum):
-    """Where deployed layers run: ``cpu`` uses the compiled kernels; the others run each layer's exact
-    dense torch path on their device (no deployed kernels for them yet); ``torch`` forces that path on CPU."""
+    """Where deployed layers run: ``cpu`` uses the compiled numba kernels; ``cuda`` runs bit-plane layers on
+    the Triton kernel (`tawq_backends.kernels.triton_bitplane`, where Triton imports) and every other form
+    on its exact dense torch path (float32, TF32 off); ``npu`` runs that dense path on the device (no
+    deployed NPU kernels: torch_npu offers no int8 or bit-level matmul tawq could verify here); ``torch``
+    forces the dense path everywhere. `kernels_used` names what each layer ran."""
 
     CPU = "cpu"
     CUDA = "cuda"
@@ -78,7 +81,7 @@ def deploy_packed_layer(template: nn.Module, packed: PackedWeight, quantizer: Qu
                           f"{geometry.weight_shape}")
     source = source_of(quantizer)
     form = _form(packed, source, geometry, WeightLayout(layout))
-    form.use_kernels = chosen is DeployBackend.CPU
+    form.use_kernels = chosen in (DeployBackend.CPU, DeployBackend.CUDA)
     layer = DeployedLayer.like(template, form, packed.timesteps, packed.quantizer)
     # what re-export writes back (tawq_core.export.packed_deployed): plain JSON, no arrays
     layer.quantizer_config, layer.packed_meta = source.config(), dict(packed.meta)

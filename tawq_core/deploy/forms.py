@@ -75,6 +75,15 @@ class WeightForm(nn.Module):
         return (self.use_kernels and x.device.type == "cpu" and x.dtype == torch.float32
                 and geometry.kernel_padding is not None and not _kernels().UNAVAILABLE)
 
+    def gpu_kernel_ready(self, x: Tensor, geometry: Geometry) -> bool:
+        """The Triton kernel serves bit-plane forms on CUDA float input (see `triton_bitplane`)."""
+        if not (self.use_kernels and x.is_cuda and x.dtype in (torch.float32, torch.float16, torch.bfloat16)
+                and geometry.kernel_padding is not None and isinstance(self, BitPlanes)):
+            return False
+        from tawq_backends.kernels import triton_bitplane
+
+        return not triton_bitplane.UNAVAILABLE
+
     def run(self, x: Tensor, geometry: Geometry, step_rows: int, first_step: int, bias: Tensor | None
             ) -> tuple[Tensor, str]:
         raise NotImplementedError
@@ -96,6 +105,13 @@ class IntegerForm(WeightForm):
 
     def run(self, x: Tensor, geometry: Geometry, step_rows: int, first_step: int, bias: Tensor | None
             ) -> tuple[Tensor, str]:
+        if self.gpu_kernel_ready(x, geometry):
+            from tawq_backends.kernels import triton_bitplane
+
+            y = triton_bitplane.conv(geometry.as_2d(x), geometry.kernel_geometry, geometry.kernel_padding,
+                                     step_rows, first_step, self.steps, self.step_planes, self.alpha, bias)
+            if y is not None:
+                return geometry.from_2d(y).to(x.dtype), triton_bitplane.KERNEL
         if self.kernel_ready(x, geometry):
             from tawq_backends.kernels import int8_gemm
 
@@ -138,11 +154,14 @@ class BitPlanes(IntegerForm):
         self.register_buffer("magnitudes", pack_planes(mags))  # [Tw·levels, Co, words]
         self.register_buffer("alpha", weights.alpha.to(torch.float32).contiguous())
 
+    def step_planes(self, t: int) -> tuple[Tensor, Tensor]:
+        """Weight step t's words: signs ``[Co, words]``, magnitudes ``[levels, Co, words]``."""
+        return self.signs[t if self.signs.shape[0] > 1 else 0], self.magnitudes[t * self.levels:(t + 1) * self.levels]
+
     def step_weights(self, t: int) -> Tensor:
         from tawq_backends.kernels.bitplane import expand
 
-        sign = self.signs[t if self.signs.shape[0] > 1 else 0]
-        return expand(sign, self.magnitudes[t * self.levels:(t + 1) * self.levels], self.fan_in)
+        return expand(*self.step_planes(t), self.fan_in)
 
     def integer_weights(self, geometry: Geometry) -> IntegerWeights:
         rows = torch.stack([self.step_weights(t) for t in range(self.steps)])

@@ -4,14 +4,36 @@ conv1d: height 1)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tawq_core.errors import ConfigError
+
+
+@contextmanager
+def exact_float32(device: torch.device) -> Iterator[None]:
+    """No TF32 inside: on CUDA, cuDNN convolutions use TF32 by default (and matmuls do after
+    ``torch.set_float32_matmul_precision("high")``), which rounds the weights to 10 mantissa bits; the
+    dense path promises ``conv(x, q) · alpha`` in float32. A no-op elsewhere; flags restored on exit."""
+    if device.type != "cuda":
+        yield
+        return
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    kept = matmul.allow_tf32
+    matmul.allow_tf32 = False
+    try:
+        with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
+                         allow_tf32=False):
+            yield
+    finally:
+        matmul.allow_tf32 = kept
 
 
 class LayerKind(str, Enum):
@@ -54,15 +76,16 @@ class Geometry:
         return (self.out_channels, self.in_channels // self.groups, *self.kernel)
 
     def dense(self, x: Tensor, w: Tensor, bias: Tensor | None = None) -> Tensor:
-        """torch's own op on rows-form input ``[rows, *sample]``."""
-        if self.kind is LayerKind.LINEAR:
-            return F.linear(x, w, bias)
-        conv = F.conv1d if self.kind is LayerKind.CONV1D else F.conv2d
-        padding = self.padding
-        if self.padding_mode != "zeros":
-            x = F.pad(x, self.reversed_padding, mode=self.padding_mode)
-            padding = 0
-        return conv(x, w, bias, self.stride, padding, self.dilation, self.groups)
+        """torch's own op on rows-form input ``[rows, *sample]``, in float32 without TF32."""
+        with exact_float32(x.device):
+            if self.kind is LayerKind.LINEAR:
+                return F.linear(x, w, bias)
+            conv = F.conv1d if self.kind is LayerKind.CONV1D else F.conv2d
+            padding = self.padding
+            if self.padding_mode != "zeros":
+                x = F.pad(x, self.reversed_padding, mode=self.padding_mode)
+                padding = 0
+            return conv(x, w, bias, self.stride, padding, self.dilation, self.groups)
 
     @property
     def kernel_padding(self) -> tuple[int, int] | None:
