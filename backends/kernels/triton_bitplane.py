@@ -86,7 +86,8 @@ def matmul(x8: Tensor, signs: Tensor, mags: Tensor, alpha: Tensor, bias: Tensor 
 
 
 def conv(x: Tensor, geometry: tuple[int, ...], padding: tuple[int, int], step_rows: int, first_step: int,
-         steps: int, planes: Callable[[int], tuple[Tensor, Tensor]], alpha: Tensor, bias: Tensor | None) -> Tensor | None:
+         steps: int, planes: Callable[[int], tuple[Tensor, Tensor]], alpha: Tensor,
+         bias: Tensor | None) -> Tensor | None:
     """``conv(x, q_t) · alpha[t] + bias`` for 2-D-view input ``x [N, C, H, W]`` on the GPU, or None when x
     holds anything but integers in int8 range; ``planes(t)`` gives step t's (signs, mags) words."""
     kh, kw, sh, sw, dh, dw, groups = geometry
