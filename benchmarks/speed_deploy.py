@@ -151,10 +151,12 @@ def _variants(fp32: nn.Module, name: str, options: dict[str, Any], folder: Path,
 
 def measure_net(label: str, fp32: nn.Module, name: str, options: dict[str, Any], x: Tensor, warmup: int,
                 repeats: int, folder: Path, scale: float | None, rss: bool = True,
-                quantized: Callable[[str], nn.Module] | None = None) -> dict[str, Any]:
+                quantized: Callable[[str], nn.Module] | None = None, batch_1_only: tuple[str, ...] = ()
+                ) -> dict[str, Any]:
     """One network's rows: every form timed in turns at batch 1 and N, resident bytes, kernels, firing rates,
     and (`rss`) the RSS cross-check in a child process. `quantized(name)`: each quantizer's model (default:
-    the fp32 weights quantized without fine-tuning)."""
+    the fp32 weights quantized without fine-tuning). Forms in `batch_1_only` are timed at batch 1 only (the
+    spike-driven form on the large nets: seconds per batch-N forward would take the part past 5 minutes)."""
     started = time.perf_counter()
     rates = _neuron_rates(fp32, x[:, :2])
     nets, facts = _variants(fp32, name, options, folder, x[:, :2], quantized or _quantized_copy(fp32))
@@ -163,12 +165,15 @@ def measure_net(label: str, fp32: nn.Module, name: str, options: dict[str, Any],
                            "repeats": repeats, "variants": {}}
     for batch in (1, int(x.shape[1])):
         xb = x[:, :batch].contiguous()
-        samples = interleaved({k: _inference(net, xb) for k, net in nets.items()}, warmup, repeats)
+        timed = {k: net for k, net in nets.items() if batch == 1 or k not in batch_1_only}
+        samples = interleaved({k: _inference(net, xb) for k, net in timed.items()}, warmup, repeats)
         for k, s in samples.items():
             row["variants"].setdefault(k, {}).setdefault("latency_ms", {})[str(batch)] = summary(s)
     for k, net in nets.items():
         v = row["variants"][k]
         v.update(facts[k], resident_bytes=resident_bytes(net), kernels=kernels_used(net))
+        if k in batch_1_only:
+            v["not_timed"] = {str(x.shape[1]): "seconds per forward at this batch; timed at batch 1 only"}
         v["speedup_vs_fp32"] = {b: ratio(row["variants"][FP32]["latency_ms"][b], lat)
                                 for b, lat in v["latency_ms"].items()}
     row["variants"][SPIKE]["agreement_with_fp32"] = _agreement(fp32, nets[SPIKE], x[:, :2])
@@ -225,7 +230,7 @@ def run(warmup: int, repeats: int, quick: bool, cache: Path, log: Callable[[str]
             log(f"deploy: {net.label} (median layer rate {_median(_neuron_rates(fp32, x[:, :2])):.3f}; "
                 f"{rows[-1]['label']} took {rows[-1]['elapsed_s']} s)")
             rows.append(measure_net(net.label, fp32, net.model, options, x, min(warmup, 1) if net.large else warmup,
-                                    reps, folder, gain))
+                                    reps, folder, gain, batch_1_only=(SPIKE,) if net.large else ()))
     return {"rows": rows, "rate_sweep": rate_sweep(min(warmup, 1), max(3, repeats // 4), quick)}
 
 
@@ -239,8 +244,9 @@ def table(result: dict[str, Any]) -> list[str]:
             rss = r["rss"].get(k, {}).get("growth_bytes")
             kernels = ", ".join(sorted(set(v["kernels"].values()))) or "torch"
             rate = v.get("median_rate", r["median_rate"])
-            lines.append(f"| {r['label']} | {k} | {lat['1']['median']:.2f} | {lat[n]['median']:.2f} (B={n}) | "
-                         f"{up['1']:.2f} / {up[n]:.2f} | {v['resident_bytes'] / 1024:,.1f} | "
+            at_n, up_n = (f"{lat[n]['median']:.2f}", f"{up[n]:.2f}") if n in lat else ("not timed", "-")
+            lines.append(f"| {r['label']} | {k} | {lat['1']['median']:.2f} | {at_n} (B={n}) | "
+                         f"{up['1']:.2f} / {up_n} | {v['resident_bytes'] / 1024:,.1f} | "
                          f"{v['resident_vs_fp32']:.2f} | {'n/a' if rss is None else f'{rss / 1024:,.0f}'} | "
                          f"{rate:.3f} | {kernels} |")
     sweep = result["rate_sweep"]

@@ -27,14 +27,16 @@ def test_tiny_net_rows_and_rate_sweep(tmp_path):
         rates = speed_deploy._neuron_rates(fp32, x[:, :2])
         assert gain > 0 and 0.10 <= statistics.median(rates.values()) <= 0.15
         # the RSS cross-check's child process (an import of torch and tawq) is left to the benchmark itself
-        row = speed_deploy.measure_net("tiny", fp32, "sew-resnet", options, x, 0, 1, tmp_path, gain, rss=False)
+        row = speed_deploy.measure_net("tiny", fp32, "sew-resnet", options, x, 0, 1, tmp_path, gain, rss=False,
+                                       batch_1_only=(speed_deploy.SPIKE,))
         sweep = speed_deploy.rate_sweep(0, 1, quick=True, rates=(0.1, 0.5))
     finally:
         torch.set_num_threads(threads)
     variants = row["variants"]
     assert list(variants) == [speed_deploy.FP32, speed_deploy.SPIKE, *speed_deploy.QUANTIZERS]
-    for v in variants.values():
-        assert set(v["latency_ms"]) == {"1", "4"} and v["resident_bytes"] > 0
+    for k, v in variants.items():
+        assert set(v["latency_ms"]) == ({"1"} if k == speed_deploy.SPIKE else {"1", "4"}) and v["resident_bytes"] > 0
+    assert set(variants[speed_deploy.SPIKE]["not_timed"]) == {"4"}
     for q in speed_deploy.QUANTIZERS:  # packed weights: below the fp32 model, built from the packed file
         assert variants[q]["resident_bytes"] < variants[speed_deploy.FP32]["resident_bytes"]
         assert variants[q]["agreement_with_fake_quant"]["max_rel_diff"] < 1e-4
@@ -43,3 +45,4 @@ def test_tiny_net_rows_and_rate_sweep(tmp_path):
     assert len(sweep["points"]) == 4 and all(p["speedup"] > 0 for p in sweep["points"])
     lines = speed_deploy.table({"rows": [row], "rate_sweep": sweep})
     assert sum(line.startswith("| tiny |") for line in lines) == len(variants)
+    assert sum("not timed (B=4)" in line for line in lines) == 1
