@@ -5,7 +5,9 @@ kernel launch, and with ~20 quantized layers the launches, not the arithmetic, s
 one program walks the T steps of a block of weights with the calcium level in registers and writes
 q_t and, when gradients are needed, d q_t / d x. Same equations and operation order as the eager path,
 IEEE division and no FMA contraction, so q equals the eager q bit for bit (pinned by the CUDA tests);
-the surrogate slopes agree to float rounding.
+the surrogate slopes agree to float rounding. That equality needs a power-of-two tau: PyTorch divides a
+CUDA tensor by a scalar as a multiplication by 1/tau, which equals the kernel's division only when 1/tau
+is exact, so `run` refuses any other tau in one line rather than drift silently.
 
 Used automatically for float32 CUDA tensors when Triton imports; ``TAWQ_QUANT_KERNEL=torch`` forces
 the eager path.
@@ -19,6 +21,7 @@ import os
 import torch
 from torch import Tensor
 
+from tawq_core import ConfigError
 from tawq_plugins.device_guard import on_device_of
 
 BLOCK = 1024
@@ -77,6 +80,9 @@ def unsupported(x: Tensor) -> str:
 def run(x: Tensor, timesteps: int, levels: int, jacobian: bool, tau: float, theta: float,
         slope: float) -> tuple[Tensor, Tensor | None]:
     """(q ``[T, *x.shape]``, d q / d x or None), computed by one kernel launch."""
+    if math.frexp(tau)[0] != 0.5:  # not a power of two: a * (1/tau) != a / tau for some a
+        raise ConfigError(f"the calcium Triton kernel needs a power-of-two tau to match the eager path bit for "
+                          f"bit, got {tau}; use a power-of-two tau or set TAWQ_QUANT_KERNEL=torch")
     x = x.contiguous()
     n = x.numel()
     q = torch.empty(timesteps, *x.shape, dtype=torch.float32, device=x.device)
