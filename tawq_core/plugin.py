@@ -13,7 +13,10 @@ itself uses, re-exported from where it lives, so plugins and built-ins cannot dr
   neuron's dynamics, returned by `Neuron.describe_dynamics`, read by the NIR/ONNX exporters);
 * quantizers reading packed files back: `packed_checks` (building blocks of `Quantizer.check_packed`);
 * CPU kernels: `njit` (numba's, degrading to uncached compilation where no cache can be written; None
-  without numba) and `UNAVAILABLE` (why numba is missing);
+  without numba), `UNAVAILABLE` (why numba is missing), `worker_pool` (the one pool of kernel threads)
+  and `use_kernel` (a fast kernel or the eager path, recorded for provenance); numba is imported on
+  the first access to `njit` or `UNAVAILABLE`, not with this module;
+* datasets caching what they generate or download: `atomic_path` (a file appears whole or not at all);
 * backends: `cpu_model_name`, `peak_memory_measurement` (the one definition of a peak-memory result).
 
 The contract each kind must meet is in docs/plugins.md; `tawq_core.testing` checks it.
@@ -21,17 +24,24 @@ The contract each kind must meet is in docs/plugins.md; `tawq_core.testing` chec
 
 from __future__ import annotations
 
-from tawq_core import packed_checks
+from typing import TYPE_CHECKING, Any
+
+from tawq_core import jit, packed_checks
 from tawq_core.backend import peak_memory_measurement
+from tawq_core.files import atomic_path
 from tawq_core.hardware import cpu_model_name
-from tawq_core.jit import UNAVAILABLE, njit
+from tawq_core.jit import use_kernel, worker_pool
 from tawq_core.neuron import NeuronDynamics, check_multistep
 from tawq_core.packing import pack_digits, pack_patterns, packed_size, unpack_digits, unpack_patterns
 from tawq_core.quantizer import check_timesteps, fan_in_dims, float32_weights, straight_through
 
+if TYPE_CHECKING:  # resolved on first use by `__getattr__` below
+    from tawq_core.jit import UNAVAILABLE, njit
+
 __all__ = [
     "UNAVAILABLE",
     "NeuronDynamics",
+    "atomic_path",
     "check_multistep",
     "check_timesteps",
     "cpu_model_name",
@@ -46,4 +56,13 @@ __all__ = [
     "straight_through",
     "unpack_digits",
     "unpack_patterns",
+    "use_kernel",
+    "worker_pool",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`njit` and `UNAVAILABLE` come from `tawq_core.jit` on first use, so importing the kit never imports numba."""
+    if name in ("njit", "UNAVAILABLE"):
+        return getattr(jit, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

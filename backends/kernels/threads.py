@@ -1,23 +1,19 @@
-"""Run a nogil numba kernel over row ranges on a small thread pool (torch's thread count wide).
+"""Run a nogil numba kernel over row ranges on the process's kernel threads (torch's thread count wide).
 
 numba's own parallel layers are not fork-safe with GNU OpenMP and would compete with PyTorch's pool, so,
-like the fused neuron kernels, the deployed kernels release the GIL and split their rows here.
+like the fused neuron and quantizer kernels, the deployed kernels release the GIL and split their rows
+over `tawq_core.plugin.worker_pool`, the one pool all of them share.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from functools import cache
 
 import torch
 
+from tawq_core.plugin import worker_pool
+
 PARALLEL_MIN_WORK = 1 << 18  # rows x work per row below which a second thread costs more than it gives
-
-
-@cache
-def _pool(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tawq-deploy")
 
 
 def split_rows(kernel: Callable[[int, int], object], rows: int, work_per_row: int) -> None:
@@ -27,6 +23,7 @@ def split_rows(kernel: Callable[[int, int], object], rows: int, work_per_row: in
         kernel(0, rows)
         return
     bounds = [rows * i // workers for i in range(workers + 1)]
-    futures = [_pool(workers).submit(kernel, lo, hi) for lo, hi in zip(bounds, bounds[1:], strict=False) if hi > lo]
+    pool = worker_pool(workers)
+    futures = [pool.submit(kernel, lo, hi) for lo, hi in zip(bounds, bounds[1:], strict=False) if hi > lo]
     for future in futures:
         future.result()

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from tawq_core import ConfigError, DatasetSplits, Encoding, hookimpl
-from tawq_core.files import atomic_path
+from tawq_core.plugin import atomic_path
 
 from .common import ArrayDataset, cache_dir, class_counts
 
@@ -83,8 +83,8 @@ def _load_cached(path: Path) -> dict[str, np.ndarray] | None:
 
 
 def _save_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write through `tawq_core.files.atomic_path`: readers never see a half-written cache. The cache only
-    saves time, so a failure to write it is a warning, not an error."""
+    """Write through `atomic_path` (temporary file, fsync, rename): readers never see a half-written cache.
+    The cache only saves time, so a failure to write it is a warning, not an error."""
     try:
         with atomic_path(path, on_error=None) as tmp, tmp.open("wb") as handle:
             np.savez(handle, **arrays)

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from tawq_core.plugin import UNAVAILABLE, njit  # njit is None without numba: the eager path is used
+from tawq_core.plugin import UNAVAILABLE, njit, worker_pool  # njit is None without numba: the eager path is used
 from tawq_plugins.quantizers.calcium import ALPHA_EPS, TAU, THETA, CalciumQuant, effective, fan_in_mean, surrogate
 
 BLOCK = 2048  # weights stepped together
@@ -74,20 +73,15 @@ if njit is not None:
         return 0
 
 
-_POOL: tuple[int, ThreadPoolExecutor] | None = None
-
-
 def _split(arrays: tuple, n: int, steps: int, scalars: tuple) -> None:
     """Run the kernel over weight ranges, on ``torch.get_num_threads()`` threads when it pays."""
-    global _POOL
     workers = min(torch.get_num_threads(), max(1, n * steps // PARALLEL_MIN))
     if workers <= 1:
         _dynamics(*arrays, 0, n, steps, *scalars)
         return
-    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1]._max_workers < workers - 1:
-        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="tawq-quant"))
+    pool = worker_pool(workers - 1)
     edges = [n * w // workers for w in range(workers + 1)]
-    futures = [_POOL[1].submit(_dynamics, *arrays, edges[w], edges[w + 1], steps, *scalars) for w in range(1, workers)]
+    futures = [pool.submit(_dynamics, *arrays, edges[w], edges[w + 1], steps, *scalars) for w in range(1, workers)]
     _dynamics(*arrays, edges[0], edges[1], steps, *scalars)
     for f in futures:
         f.result()

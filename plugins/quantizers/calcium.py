@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tawq_core import ConfigError, PackedWeight, Quantizer, QuantMode, ShapeError
-from tawq_core.plugin import check_timesteps, pack_patterns, packed_checks, unpack_patterns
-from tawq_plugins.quantizers import calcium_fused as fused
+from tawq_core.plugin import check_timesteps, pack_patterns, packed_checks, unpack_patterns, use_kernel
 
 TAU = 2.0  # calcium leak time constant
 THETA = 0.25  # firing threshold of the first level
@@ -103,9 +102,12 @@ def run_dynamics(x: Tensor, timesteps: int, levels: int, jacobian: bool = False
     weight's dynamics are a scalar recurrence, so the BPTT sum collapses to one product per step.
     On CUDA a fused Triton kernel (`calcium_fused`) runs the same recurrence in one launch.
     """
-    if not fused.unsupported(x):
-        q, slopes = fused.run(x, timesteps, levels, jacobian, TAU, THETA, SURROGATE_SLOPE)
-        return q, 1.0 / (fan_in_mean(q.abs()) + ALPHA_EPS), slopes
+    if x.is_cuda:
+        from tawq_plugins.quantizers import calcium_fused as fused  # Triton is imported where it can run
+
+        if use_kernel("calcium (Triton)", fused.unsupported(x)):
+            q, slopes = fused.run(x, timesteps, levels, jacobian, TAU, THETA, SURROGATE_SLOPE)
+            return q, 1.0 / (fan_in_mean(q.abs()) + ALPHA_EPS), slopes
     trajectory = reset_free_trajectory(x, timesteps)
     # |U| only grows toward |x| (each step halves the gap, rounding is monotone), so the steps before
     # the first spike are the steps not beyond theta; a weight that never fires gets period T + 1

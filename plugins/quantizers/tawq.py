@@ -15,8 +15,7 @@ import torch
 from torch import Tensor
 
 from tawq_core import hookimpl
-from tawq_core.plugin import check_timesteps
-from tawq_plugins.quantizers import _calcium_cpu
+from tawq_core.plugin import check_timesteps, use_kernel
 from tawq_plugins.quantizers.calcium import CalciumQuantizer, standardize
 
 
@@ -29,7 +28,11 @@ class Tawq(CalciumQuantizer):
         super().__init__(levels=1)
 
     def weights(self, w: Tensor, timesteps: int) -> Tensor:
-        if w.dim() < 1 or _calcium_cpu.unsupported(w.float()):
+        if w.dim() < 1 or w.device.type != "cpu":
+            return super().weights(w, timesteps)
+        from tawq_plugins.quantizers import _calcium_cpu  # numba is imported when the kernel may run
+
+        if not use_kernel("calcium (numba, CPU)", _calcium_cpu.unsupported(w.float())):
             return super().weights(w, timesteps)
         check_timesteps(timesteps)
         with torch.autocast(device_type=w.device.type, enabled=False):

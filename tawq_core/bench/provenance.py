@@ -1,6 +1,9 @@
-"""Where a result came from: versions of tawq, torch and every plugin used, the machine, the commit.
+"""Where a result came from: versions of tawq, torch and every plugin used, the machine, the commit, and
+which compiled kernels ran (and why a faster one did not).
 
-Recorded in every cell so a number pasted into a paper can be traced and reproduced.
+Recorded in every cell so a number pasted into a paper can be traced and reproduced. The kernel record
+(`tawq_core.jit.kernel_use`) counts every choice made in this process so far: a slow latency next to
+``"not run: numba could not be imported (...)"`` explains itself.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import torch
 
 from tawq_core.hardware import cpu_model_name
+from tawq_core.jit import kernel_use
 from tawq_core.registry import get_registry
 
 
@@ -62,4 +66,5 @@ def provenance(used: dict[str, list[str]]) -> dict[str, Any]:
         "plugins": plugin_versions(used),
         "machine": machine(),
         "git_sha": git_sha(),
+        "kernels": kernel_use(),
     }
