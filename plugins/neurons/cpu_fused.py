@@ -28,14 +28,13 @@ through librosa); ``TAWQ_NEURON_KERNEL=torch`` forces the eager loop.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from tawq_core.plugin import UNAVAILABLE, NeuronDynamics, njit  # njit is None without numba: eager loop
+from tawq_core.plugin import UNAVAILABLE, NeuronDynamics, njit, worker_pool  # njit is None without numba: eager loop
 from tawq_plugins.neurons.dynamics import Leak
 
 SURROGATE_IDS = {"sigmoid": 0, "atan": 1}
@@ -159,24 +158,13 @@ def _backward_kernel(need_k: bool, fast_exp: bool):
     return backward
 
 
-_POOL: tuple[int, ThreadPoolExecutor] | None = None
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    """The process's worker threads (recreated after a fork, where the parent's threads do not exist)."""
-    global _POOL
-    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1]._max_workers < workers:
-        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tawq-neuron"))
-    return _POOL[1]
-
-
 def _split(kernel, arrays: tuple, n: int, steps: int, scalars: tuple) -> float:
     """Sum of `kernel` over neuron ranges [lo, hi), split over ``torch.get_num_threads()`` threads when it pays."""
     workers = min(torch.get_num_threads(), max(1, n * steps // PARALLEL_MIN), -(-n // BLOCK))
     if workers <= 1:
         return kernel(*arrays, n, 0, n, steps, *scalars)
     edges = [n * w // workers // 16 * 16 for w in range(workers)] + [n]
-    pool = _pool(workers - 1)
+    pool = worker_pool(workers - 1)
     futures = [pool.submit(kernel, *arrays, n, edges[w], edges[w + 1], steps, *scalars) for w in range(1, workers)]
     first = kernel(*arrays, n, edges[0], edges[1], steps, *scalars)
     return first + sum(f.result() for f in futures)
