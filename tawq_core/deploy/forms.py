@@ -38,6 +38,12 @@ def _kernels():  # imported on use: numba's import costs ~0.5 s, and a missing n
     return kernels
 
 
+def _kernels_gemm():
+    from tawq_backends.kernels.gemm_choice import choice
+
+    return choice()
+
+
 def per_step(x: Tensor, step_rows: int, first_step: int, weights: Tensor, alpha: Tensor | None,
              bias: Tensor | None, geometry: Geometry) -> Tensor:
     """``op(x_i, w_t) * alpha_t + bias`` per block i of `step_rows` rows, t = first_step + i (static weights:
@@ -96,7 +102,8 @@ class WeightForm(nn.Module):
 class IntegerForm(WeightForm):
     """Integer weights and a scale per (step, output channel): int8 GEMM on integer input, else dense."""
 
-    kernel: str
+    kernel: str  # the int8 GEMM path's name
+    fp32_kernel: str  # the same integer weights through float32 GEMM (where int8 GEMM is slower)
     alpha: Tensor
 
     def step_weights(self, t: int) -> Tensor:
@@ -112,6 +119,9 @@ class IntegerForm(WeightForm):
                                      step_rows, first_step, self.steps, self.step_planes, self.alpha, bias)
             if y is not None:
                 return geometry.from_2d(y).to(x.dtype), triton_bitplane.KERNEL
+        if self.kernel_ready(x, geometry) and not _kernels_gemm().int8:
+            iw = self.integer_weights(geometry)  # float32 GEMM on integer weights: exact, and faster here
+            return per_step(x, step_rows, first_step, iw.q.to(x), iw.alpha, bias, geometry), self.fp32_kernel
         if self.kernel_ready(x, geometry):
             from tawq_backends.kernels import int8_gemm
 
@@ -134,6 +144,7 @@ class BitPlanes(IntegerForm):
     """Sign plane(s) + magnitude planes ``[planes, Co, words]``, bits in weight order (see `bitplane`)."""
 
     kernel = "cpu.int8-gemm.bitplanes"
+    fp32_kernel = "cpu.fp32-gemm.bitplanes"
 
     def __init__(self, weights: IntegerWeights, geometry: Geometry):
         super().__init__()
@@ -172,6 +183,7 @@ class Int8Codes(IntegerForm):
     """int8 weights ``[Tw, Co, K]`` resident: 8 bits per weight per step."""
 
     kernel = "cpu.int8-gemm.int8"
+    fp32_kernel = "cpu.fp32-gemm.int8"
 
     def __init__(self, weights: IntegerWeights, geometry: Geometry):
         super().__init__()

@@ -39,4 +39,4 @@ def test_without_triton_the_gpu_branch_is_never_taken():
     assert not layer.form.gpu_kernel_ready(x, layer.geometry)
     with torch.no_grad():
         layer(x)
-    assert layer.last_kernel == "cpu.int8-gemm.bitplanes"
+    assert layer.last_kernel.startswith("cpu.")

@@ -64,3 +64,21 @@ def test_spike_counts_from_residual_additions_run_on_the_kernel(model_name):
         inp, out = layers[name]
         assert torch.equal(out, reference(fake_quant[name], inp)), name
     assert set(kernels_used(deployed).values()) == {"cpu.int8-gemm.bitplanes"}
+
+
+@pytest.mark.parametrize("quantizer", ["tawq", "ptq8"])
+def test_float32_gemm_choice_is_exact_too(quantizer, monkeypatch):
+    """Where int8 GEMM is slower than float32 (no int8 dot-product instructions), the same integer weights
+    go through float32 GEMM: named as such, and equal to the int8 kernels bit for bit."""
+    from tawq_backends.kernels.gemm_choice import ENV, choice
+
+    model, x = quantized_model("sew-resnet-1d", quantizer)
+    with torch.no_grad():
+        expected = deploy(model)(x)
+        monkeypatch.setenv(ENV, "off")
+        choice.cache_clear()
+        deployed = deploy(model)
+        logits = deployed(x)
+    assert set(kernels_used(deployed).values()) == {"cpu.fp32-gemm.int8" if quantizer == "ptq8"
+                                                    else "cpu.fp32-gemm.bitplanes"}
+    assert torch.equal(logits, expected)
