@@ -159,9 +159,9 @@ def train(model_name: str, dataset_name: str, quantizer_name: str | None, timest
         factory_options["neuron"] = neuron
     if neuron_options:
         factory_options["neuron_options"] = neuron_options
-    ptq = quantizer is not None and quantizer.mode is QuantMode.PTQ
-    recipe = Recipe(ModelSpec(model_name, factory_options), config,
-                    QuantSpec(quantizer) if quantizer is not None else None,
+    quant = QuantSpec(quantizer) if quantizer is not None else None
+    ptq = quant is not None and quant.mode is QuantMode.PTQ
+    recipe = Recipe(ModelSpec(model_name, factory_options), config, quant,
                     calibration=Calibration(config.batch_size) if ptq else None)
     data = Data(splits, T)
     resume = ResumeFile(out / RESUME_NAME, {

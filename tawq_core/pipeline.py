@@ -65,7 +65,11 @@ class QuantSpec:
 
     @property
     def mode(self) -> QuantMode:
-        return self.quantizer.mode
+        """How the model gets its weights: the quantizer's mode, except that a mixed-precision policy with any
+        QAT quantizer is trained (QAT) as a whole."""
+        layer_modes = {q.mode if isinstance(q, Quantizer) else create("quantizer", q).mode
+                       for _, q in self.policy.layer_quantizers}
+        return QuantMode.QAT if QuantMode.QAT in layer_modes else self.quantizer.mode
 
 
 @dataclass(frozen=True)

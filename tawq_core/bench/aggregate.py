@@ -11,7 +11,7 @@ import statistics
 from collections.abc import Iterable
 from typing import Any
 
-from tawq_core.bench.config import REFERENCE
+from tawq_core.quantizer import QuantMode
 
 
 def mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None]:
@@ -92,7 +92,9 @@ EXPLAINED = {
 
 
 def _fp32_top1(records: list[dict[str, Any]]) -> dict[int, float]:
-    return {r["seed"]: r["top1"] for r in records if r["quantizer"] == REFERENCE and r.get("top1") is not None}
+    """The reference row's (mode none: fp32) top-1 per seed."""
+    return {r["seed"]: r["top1"] for r in records
+            if r.get("mode") == QuantMode.NONE.value and r.get("top1") is not None}
 
 
 def _as_variant(record: dict[str, Any], form: str) -> dict[str, Any]:

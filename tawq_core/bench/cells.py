@@ -1,8 +1,10 @@
-"""One model's work: build, quantize, calibrate, score, size, estimate energy, measure on a backend.
+"""The bench's side of one model: the pipeline's inputs built from a `BenchConfig`, and what is measured of it.
 
-Each function does one step with the project's building blocks (registry factories, `quantize`,
-`evaluate`, the quantizer's own `pack`, the op counter and energy model, the backend's timer and
-meters) and returns plain JSON-ready dicts, so the runner can cache them as they are.
+How a model is built, quantized, calibrated, trained and scored is `tawq_core.pipeline` (shared with `tawq
+train`); here are the adapters from the config to its typed inputs, and the measurements only the bench
+makes: storage from real packed bytes, op counts and energy estimates, NeuroBench's metrics, and latency,
+memory and metered energy of the deployed form on a backend. Everything returned is a plain JSON-ready
+dict, so the runner can cache it as it is.
 """
 
 from __future__ import annotations
@@ -10,31 +12,35 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from functools import cache
-from itertools import islice
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from tawq_core.backend import Backend
 from tawq_core.bench.config import BenchConfig
 from tawq_core.bench.forms import TORCH_DENSE, Form, agreement, forms, layer_kernels
-from tawq_core.calibration import calibrate as fit_quantizer_state
-from tawq_core.data import DatasetSplits, encode_batch
+from tawq_core.data import DatasetSplits
 from tawq_core.latency import LatencyStats, measure_latency
 from tawq_core.measurement import Measurement
-from tawq_core.quantization import quantize, quantized_layers
+from tawq_core.pipeline import Calibration, Data, ModelSpec, QuantSpec, Recipe, quantize_model
+from tawq_core.quantization import QuantizeReport, quantized_layers
 from tawq_core.quantizer import Quantizer, QuantMode
 from tawq_core.registry import create
-from tawq_core.training import evaluate
 
 FP32_BYTES = 4
 
 
+def model_spec(cfg: BenchConfig, splits: DatasetSplits) -> ModelSpec:
+    """The preset's network with its neuron and the dataset's class count and sample shape."""
+    return ModelSpec(cfg.model, {"neuron": cfg.neuron, "neuron_options": cfg.neuron_options or None,
+                                 **splits.model_options(cfg.model_options, "model_options:")})
+
+
 def build_model(cfg: BenchConfig, splits: DatasetSplits) -> nn.Module:
-    return create("model", cfg.model, neuron=cfg.neuron, neuron_options=cfg.neuron_options or None,
-                  **splits.model_options(cfg.model_options, "model_options:"))
+    """A fresh network of the preset, drawn from the current random state (the scripts in benchmarks/ seed)."""
+    spec = model_spec(cfg, splits)
+    return create("model", spec.name, **spec.options)
 
 
 def new_quantizer(cfg: BenchConfig, name: str) -> Quantizer:
@@ -44,15 +50,32 @@ def new_quantizer(cfg: BenchConfig, name: str) -> Quantizer:
     return create("quantizer", base, **cfg.quantizer_options.get(base, {}))
 
 
-def row_mode(cfg: BenchConfig, name: str) -> str:
-    """How a row's model is produced: its quantizer's mode; a mixed row with any QAT quantizer is QAT."""
-    modes = {create("quantizer", q).mode.value for q in cfg.row_quantizers(name)}
-    return QuantMode.QAT.value if QuantMode.QAT.value in modes else new_quantizer(cfg, name).mode.value
+def quant_spec(cfg: BenchConfig, row: str) -> QuantSpec:
+    """A row's quantizer (fresh) and policy."""
+    return QuantSpec(new_quantizer(cfg, row), cfg.quant_policy(row))
 
 
-def apply_quantizer(model: nn.Module, cfg: BenchConfig, name: str) -> dict[str, Any]:
-    """Swap the policy's layers in place; the report (layers, parameters quantized) as a dict."""
-    report = quantize(model, new_quantizer(cfg, name), cfg.timesteps, policy=cfg.quant_policy(name))
+def row_mode(cfg: BenchConfig, row: str) -> QuantMode:
+    """How a row's model is produced (`QuantSpec.mode`); `QuantMode.NONE` marks the fp32 reference."""
+    return quant_spec(cfg, row).mode
+
+
+def recipe(cfg: BenchConfig, splits: DatasetSplits, seed: int, row: str) -> Recipe:
+    """How the pipeline produces a row's model for `seed`: the reference row trains with ``[train]``, QAT rows
+    with ``[qat]`` from `qat_init`, PTQ rows calibrate a copy of the reference."""
+    quant = quant_spec(cfg, row)
+    mode = quant.mode
+    fp32_train = cfg.train_config(seed)
+    return Recipe(model_spec(cfg, splits), cfg.train_config(seed, qat=mode is QuantMode.QAT),
+                  None if mode is QuantMode.NONE else quant, cfg.qat_init,
+                  Calibration(fp32_train.batch_size, cfg.measure.calibration_batches)
+                  if mode is QuantMode.PTQ else None)
+
+
+def report_record(report: QuantizeReport | None) -> dict[str, Any]:
+    """The quantize report as the dict stored with a model, with a one-line summary (``{}`` for fp32)."""
+    if report is None:
+        return {}
     record = report.to_dict()
     skipped = sorted({f"{s['name']} ({s['reason']})" for s in record["skipped"]})
     record["summary"] = (f"{len(report.swapped)} conv/linear layers, {100 * report.fraction_quantized:.1f}% of "
@@ -60,29 +83,15 @@ def apply_quantizer(model: nn.Module, cfg: BenchConfig, name: str) -> dict[str, 
     return record
 
 
-def _loader(dataset: Any, batch_size: int) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False)
+def apply_quantizer(model: nn.Module, cfg: BenchConfig, name: str) -> dict[str, Any]:
+    """Swap the row's policy layers in place (the pipeline's quantize stage); the report as a dict."""
+    return report_record(quantize_model(model, quant_spec(cfg, name), cfg.timesteps))
 
 
 def model_inputs(cfg: BenchConfig, splits: DatasetSplits, dataset: Any, batch_size: int, batches: int,
                  device: torch.device) -> list[torch.Tensor]:
     """The first `batches` batches of `dataset` in order, encoded time-major ``[T, B, ...]``."""
-    return [encode_batch(x, splits.encoding, cfg.timesteps).to(device)
-            for x, _ in islice(_loader(dataset, batch_size), batches)]
-
-
-def calibrate(model: nn.Module, cfg: BenchConfig, splits: DatasetSplits, device: torch.device) -> None:
-    """Fit the quantizer state of every quantized layer (`tawq_core.calibrate`) on model-ready ``[T, B, ...]``
-    batches of the training split, in order (deterministic)."""
-    batch_size = cfg.train_config(cfg.seeds[0]).batch_size
-    inputs = model_inputs(cfg, splits, splits.train, batch_size, cfg.measure.calibration_batches, device)
-    model.to(device)
-    fit_quantizer_state(model, inputs)
-
-
-def accuracy(model: nn.Module, cfg: BenchConfig, splits: DatasetSplits, device: torch.device) -> float:
-    batch = cfg.train_config(cfg.seeds[0]).eval_batch_size
-    return evaluate(model, splits.test, splits, cfg.timesteps, device, batch_size=batch)
+    return Data(splits, cfg.timesteps).batches(dataset, batch_size, batches, device)
 
 
 def storage(model: nn.Module, cfg: BenchConfig) -> dict[str, Any]:

@@ -18,9 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from tawq_core.errors import ConfigError
+from tawq_core.pipeline import Calibration, QatInit
 from tawq_core.quantization import QuantPolicy
 from tawq_core.training import TrainConfig
-from tawq_core.validators import check_int_at_least
+from tawq_core.validators import (
+    check_bool,
+    check_choice,
+    check_int_at_least,
+    check_name,
+    check_names,
+    check_positive_number,
+    check_table,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,43 +38,10 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 #: Bumped when the meaning of cached cells changes, so old caches are not reused by mistake.
 CACHE_FORMAT = 1
+#: The quantizer of the reference row every comparison is made against (its mode is `QuantMode.NONE`).
 REFERENCE = "fp32"
-QAT_INITS = ("fp32", "scratch")
 #: Fields that choose where data lives, not what is computed: left out of the hash.
 UNHASHED = ("name", "description", "data_dir", "download")
-
-
-def _positive_int(where: str, value: Any, minimum: int = 1) -> int:
-    return check_int_at_least(where, value, minimum)
-
-
-def _positive_number(where: str, value: Any) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-        raise ConfigError(f"{where} must be a number > 0, got {value!r}")
-    return float(value)
-
-
-def _name(where: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where} must be a non-empty name, got {value!r}")
-    return value.strip()
-
-
-def _names(where: str, value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [part for part in value.split(",") if part.strip()]
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ConfigError(f"{where} must be a non-empty list of names, got {value!r}")
-    names = tuple(_name(where, v) for v in value)
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{where} lists a name twice: {', '.join(names)}")
-    return names
-
-
-def _table(where: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{where} must be a table of options, got {value!r}")
-    return dict(value)
 
 
 @dataclass(frozen=True)
@@ -77,20 +53,18 @@ class MeasureConfig:
     repeats: int = 20  # timed passes; median and p90 are reported
     energy_seconds: float = 1.0  # minimum metered duration for the measured-energy column
     ops_batches: int = 2  # test batches over which firing rates and SOPs are counted
-    calibration_batches: int = 8  # training batches shown to PTQ calibration
+    calibration_batches: int = Calibration.batches  # training batches shown to PTQ calibration
     energy_model: str = "45nm-fp32"  # per-operation energies of the estimates (tawq_core/energy_models.toml)
 
     def __post_init__(self) -> None:
         from tawq_core.energy import get_energy_model
 
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.type == "str":
-                get_energy_model(_name(f"measure.{f.name}", value))
-            elif f.type == "float":
-                object.__setattr__(self, f.name, _positive_number(f"measure.{f.name}", value))
-            else:
-                _positive_int(f"measure.{f.name}", value, 0 if f.name == "warmup" else 1)
+        for name in ("batch_size", "repeats", "ops_batches", "calibration_batches"):
+            check_int_at_least(f"measure.{name}", getattr(self, name))
+        check_int_at_least("measure.warmup", self.warmup, 0)
+        object.__setattr__(self, "energy_seconds", check_positive_number("measure.energy_seconds",
+                                                                         self.energy_seconds))
+        get_energy_model(check_name("measure.energy_model", self.energy_model))
 
 
 @dataclass(frozen=True)
@@ -108,14 +82,15 @@ class BenchConfig:
     neuron: str = "lif"
     neuron_options: dict[str, Any] = field(default_factory=dict)
     quantizer_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    policy: dict[str, Any] = field(default_factory=dict)
-    #: mixed-precision rows: ``{row: {"quantizer": base, "layers": {glob: quantizer}}}``; each row is named
-    #: in `quantizers` and quantizes like `policy` with `base`, except the layers the globs match.
-    mixed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: which layers every quantizer swaps; a TOML table (`QuantPolicy`'s fields) is parsed into one here
+    policy: QuantPolicy = field(default_factory=QuantPolicy)
+    #: mixed-precision rows, each named in `quantizers`: it quantizes like `policy` with its base quantizer,
+    #: except the layers its globs match (``[mixed.<row>] quantizer = "tawq", layers = {glob = quantizer}``)
+    mixed: dict[str, MixedRow] = field(default_factory=dict)
     backends: tuple[str, ...] = ("cpu",)
     seeds: tuple[int, ...] = (0,)
     train: dict[str, Any] = field(default_factory=dict)
-    qat_init: str = "fp32"
+    qat_init: QatInit = QatInit.FP32
     qat: dict[str, Any] = field(default_factory=dict)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     #: torch CPU threads for the whole run (None: torch's default). Tiny SNNs often run faster on one
@@ -127,14 +102,14 @@ class BenchConfig:
     def __post_init__(self) -> None:
         s = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen dataclass
         for name in ("dataset", "model", "neuron", "name"):
-            s(name, _name(name, getattr(self, name)))
+            s(name, check_name(name, getattr(self, name)))
         if not isinstance(self.description, str):
             raise ConfigError(f"description must be a string, got {self.description!r}")
-        _positive_int("timesteps", self.timesteps)
-        quantizers = _names("quantizers", self.quantizers)
+        check_int_at_least("timesteps", self.timesteps)
+        quantizers = check_names("quantizers", self.quantizers)
         # fp32 is the reference row of every comparison: always present, always first.
         s("quantizers", (REFERENCE, *(q for q in quantizers if q != REFERENCE)))
-        s("backends", _names("backends", self.backends))
+        s("backends", check_names("backends", self.backends))
         seeds = self.seeds
         if isinstance(seeds, str):
             seeds = [part for part in seeds.split(",") if part.strip()]
@@ -144,24 +119,25 @@ class BenchConfig:
                 raise ConfigError(f"seeds must be integers like 0,1,2, got {self.seeds!r}") from None
         if not isinstance(seeds, (list, tuple)) or not seeds:
             raise ConfigError(f"seeds must be a non-empty list of integers, got {self.seeds!r}")
-        seeds = tuple(_positive_int("seeds", v, 0) for v in seeds)
+        seeds = tuple(check_int_at_least("seeds", v, 0) for v in seeds)
         if len(set(seeds)) != len(seeds):
             raise ConfigError(f"seeds lists a seed twice: {seeds}")
         s("seeds", seeds)
-        for name in ("dataset_options", "model_options", "neuron_options", "policy", "train", "qat"):
-            s(name, _table(name, getattr(self, name)))
-        options = _table("quantizer_options", self.quantizer_options)
+        for name in ("dataset_options", "model_options", "neuron_options", "train", "qat"):
+            s(name, check_table(name, getattr(self, name)))
+        policy = self.policy if isinstance(self.policy, QuantPolicy) else check_table("policy", self.policy)
+        options = check_table("quantizer_options", self.quantizer_options)
         for qname, qopts in options.items():
             if qname not in self.quantizers:
                 raise ConfigError(
                     f"quantizer_options.{qname} names a quantizer that is not benchmarked "
                     f"({', '.join(self.quantizers)}); remove it or add {qname!r} to quantizers"
                 )
-            options[qname] = _table(f"quantizer_options.{qname}", qopts)
+            options[qname] = check_table(f"quantizer_options.{qname}", qopts)
         s("quantizer_options", options)
-        s("mixed", {row: _mixed_row(row, spec, self.quantizers) for row, spec in _table("mixed", self.mixed).items()})
-        if self.qat_init not in QAT_INITS:
-            raise ConfigError(f"qat_init must be one of {', '.join(QAT_INITS)}, got {self.qat_init!r}")
+        s("mixed", {row: MixedRow.parse(row, spec, self.quantizers)
+                    for row, spec in check_table("mixed", self.mixed).items()})
+        s("qat_init", check_choice("qat_init", self.qat_init, QatInit))
         for section in ("train", "qat"):
             owned = sorted({"seed", "timesteps"} & set(getattr(self, section)))
             if owned:
@@ -170,7 +146,8 @@ class BenchConfig:
         if self.train_config(self.seeds[0]).distill:  # validates both recipes now, not after fp32 training
             raise ConfigError("train.distill: the fp32 reference has no teacher; distill belongs in [qat] "
                               "(QAT rows distill from the fp32 model of the same seed)")
-        for row in (None, *self.mixed):
+        s("policy", _policy(policy))
+        for row in self.mixed:
             self.quant_policy(row)
         self.train_config(self.seeds[0], qat=True)
         if isinstance(self.measure, Mapping):
@@ -178,11 +155,10 @@ class BenchConfig:
         elif not isinstance(self.measure, MeasureConfig):
             raise ConfigError(f"measure must be a table, got {self.measure!r}")
         if self.threads is not None:
-            _positive_int("threads", self.threads)
+            check_int_at_least("threads", self.threads)
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             raise ConfigError(f"data_dir must be a path string, got {self.data_dir!r}")
-        if not isinstance(self.download, bool):
-            raise ConfigError(f"download must be true or false, got {self.download!r}")
+        check_bool("download", self.download)
 
     def train_config(self, seed: int, qat: bool = False) -> TrainConfig:
         """The training recipe for one seed; QAT runs apply the ``qat`` overrides on top of ``train``.
@@ -197,18 +173,13 @@ class BenchConfig:
             raise ConfigError(f"{'qat' if qat else 'train'}: {exc}") from None
 
     def quant_policy(self, row: str | None = None) -> QuantPolicy:
-        """Which layers every quantizer swaps (default: all conv/linear but the stem and the head); for a
-        mixed row, with its per-layer quantizers."""
-        values = dict(self.policy)
-        if row in self.mixed:
-            if "layer_quantizers" in values:
-                raise ConfigError(f"mixed.{row}: policy.layer_quantizers is set too; use one of the two")
-            values["layer_quantizers"] = self.mixed[row]["layers"]
-        try:
-            return QuantPolicy(**values)
-        except TypeError as exc:
-            raise ConfigError(f"policy: {exc}; known keys: skip_roles, unmarked, include, exclude, "
-                              "layer_quantizers") from None
+        """Which layers a row's quantizer swaps (default: all conv/linear but the stem and the head); for a
+        mixed row, `policy` with the row's per-layer quantizers."""
+        if row not in self.mixed:
+            return self.policy
+        if self.policy.layer_quantizers:
+            raise ConfigError(f"mixed.{row}: policy.layer_quantizers is set too; use one of the two")
+        return dataclasses.replace(self.policy, layer_quantizers=self.mixed[row].layers)
 
     @property
     def plugin_quantizers(self) -> tuple[str, ...]:
@@ -220,7 +191,7 @@ class BenchConfig:
         if row not in self.mixed:
             return (row,)
         spec = self.mixed[row]
-        return tuple(dict.fromkeys([spec["quantizer"], *spec["layers"].values()]))
+        return tuple(dict.fromkeys([spec.quantizer, *spec.layers.values()]))
 
     # -- identity ------------------------------------------------------------------------------
     def hashed(self) -> dict[str, Any]:
@@ -228,6 +199,7 @@ class BenchConfig:
         data = dataclasses.asdict(self)
         for key in UNHASHED:
             data.pop(key)
+        data["policy"], data["qat_init"] = policy_table(self.policy), self.qat_init.value
         # resolved recipes, so a default changed in TrainConfig changes the hash too
         data["train"] = {k: v for k, v in self.train_config(0).to_dict().items() if k != "seed"}
         data["qat"] = {k: v for k, v in self.train_config(0, qat=True).to_dict().items() if k != "seed"}
@@ -254,7 +226,7 @@ class BenchConfig:
         if batch_size is not None:
             train["batch_size"] = batch_size
         if "quantizers" in given:  # options of quantizers the flag leaves out would otherwise be an error
-            chosen = _names("quantizers", given["quantizers"])
+            chosen = check_names("quantizers", given["quantizers"])
             given.setdefault("quantizer_options", {q: o for q, o in self.quantizer_options.items() if q in chosen})
             given.setdefault("mixed", {r: m for r, m in self.mixed.items() if r in chosen})
         unknown = set(given) - {f.name for f in dataclasses.fields(self)}
@@ -263,21 +235,58 @@ class BenchConfig:
         return dataclasses.replace(self, train=train, qat=qat, **given)
 
 
-def _mixed_row(row: str, spec: Any, rows: tuple[str, ...]) -> dict[str, Any]:
-    """Validate one ``[mixed.<row>]`` table: ``quantizer = "tawq"`` and ``layers = {glob = quantizer}``."""
-    spec = _table(f"mixed.{row}", spec)
-    if row not in rows or row == REFERENCE:
-        raise ConfigError(f"mixed.{row} defines a row that quantizers does not list ({', '.join(rows)}); "
-                          f"add {row!r} to quantizers or remove the table")
-    if set(spec) != {"quantizer", "layers"}:
-        raise ConfigError(f"mixed.{row} needs exactly the keys quantizer and layers, got {sorted(spec)}; e.g. "
-                          "quantizer = \"tawq\", layers = { \"blocks.0.*\" = \"ptq8\" }")
-    layers = _table(f"mixed.{row}.layers", spec["layers"])
-    if not layers:
-        raise ConfigError(f"mixed.{row}.layers is empty; name at least one glob = quantizer")
-    return {"quantizer": _name(f"mixed.{row}.quantizer", spec["quantizer"]),
-            "layers": {_name(f"mixed.{row}.layers glob", g): _name(f"mixed.{row}.layers.{g}", q)
-                       for g, q in layers.items()}}
+@dataclass(frozen=True)
+class MixedRow:
+    """One ``[mixed.<row>]`` table: the row's base quantizer and ``{glob: quantizer}`` for its other layers."""
+
+    quantizer: str
+    layers: dict[str, str]
+
+    @classmethod
+    def parse(cls, row: str, spec: Any, rows: tuple[str, ...]) -> MixedRow:
+        """Validate ``quantizer = "tawq"`` and ``layers = {glob = quantizer}`` (a `MixedRow` passes through)."""
+        if isinstance(spec, MixedRow):
+            spec = dataclasses.asdict(spec)
+        spec = check_table(f"mixed.{row}", spec)
+        if row not in rows or row == REFERENCE:
+            raise ConfigError(f"mixed.{row} defines a row that quantizers does not list ({', '.join(rows)}); "
+                              f"add {row!r} to quantizers or remove the table")
+        if set(spec) != {"quantizer", "layers"}:
+            raise ConfigError(f"mixed.{row} needs exactly the keys quantizer and layers, got {sorted(spec)}; "
+                              "e.g. quantizer = \"tawq\", layers = { \"blocks.0.*\" = \"ptq8\" }")
+        layers = check_table(f"mixed.{row}.layers", spec["layers"])
+        if not layers:
+            raise ConfigError(f"mixed.{row}.layers is empty; name at least one glob = quantizer")
+        return cls(check_name(f"mixed.{row}.quantizer", spec["quantizer"]),
+                   {check_name(f"mixed.{row}.layers glob", g): check_name(f"mixed.{row}.layers.{g}", q)
+                    for g, q in layers.items()})
+
+
+def _policy(policy: QuantPolicy | dict[str, Any]) -> QuantPolicy:
+    """A preset's ``[policy]`` table as a `QuantPolicy` (one already parsed passes through)."""
+    if isinstance(policy, QuantPolicy):
+        return policy
+    try:
+        return QuantPolicy(**policy)
+    except TypeError as exc:
+        raise ConfigError(f"policy: {exc}; known keys: skip_roles, unmarked, include, exclude, "
+                          "layer_quantizers") from None
+
+
+def policy_table(policy: QuantPolicy) -> dict[str, Any]:
+    """`policy` as the ``[policy]`` table that gives it, its defaults left out (so a preset that sets none
+    hashes as ``{}``, and one that spells out a default hashes like one that does not)."""
+    default, table = QuantPolicy(), {}
+    if policy.skip_roles != default.skip_roles:
+        table["skip_roles"] = sorted(role.value for role in policy.skip_roles)
+    if policy.unmarked != default.unmarked:
+        table["unmarked"] = policy.unmarked.value
+    for name in ("include", "exclude"):
+        if getattr(policy, name):
+            table[name] = list(getattr(policy, name))
+    if policy.layer_quantizers:
+        table["layer_quantizers"] = {glob: q if isinstance(q, str) else q.name for glob, q in policy.layer_quantizers}
+    return table
 
 
 def canonical_json(data: Any) -> str:

@@ -18,7 +18,9 @@ import dataclasses
 from typing import Any
 
 from tawq_core.bench import cells, fingerprint
-from tawq_core.bench.config import CACHE_FORMAT, REFERENCE, BenchConfig, digest
+from tawq_core.bench.config import CACHE_FORMAT, BenchConfig, digest, policy_table
+from tawq_core.pipeline import QatInit
+from tawq_core.quantizer import QuantMode
 
 
 def _network(cfg: BenchConfig) -> dict[str, Any]:
@@ -35,34 +37,37 @@ def fp32_spec(cfg: BenchConfig, seed: int) -> dict[str, Any]:
     return {**_network(cfg), "train": cfg.train_config(seed).to_dict()}
 
 
-def model_spec(cfg: BenchConfig, seed: int, quantizer: str, mode: str) -> dict[str, Any]:
-    """What determines the weights of `quantizer`'s model for `seed`."""
-    if quantizer == REFERENCE:
+def model_spec(cfg: BenchConfig, seed: int, quantizer: str, mode: QuantMode | str) -> dict[str, Any]:
+    """What determines the weights of `quantizer`'s model for `seed`; `mode` is the row's (`QuantMode.NONE`:
+    the fp32 reference)."""
+    mode = QuantMode(mode)
+    if mode is QuantMode.NONE:
         return fp32_spec(cfg, seed)
-    quant = {"name": quantizer, "options": cfg.quantizer_options.get(quantizer, {}), "policy": cfg.policy,
-             "mode": mode, "code": fingerprint.plugin("quantizer", quantizer) if quantizer not in cfg.mixed else
+    quant = {"name": quantizer, "options": cfg.quantizer_options.get(quantizer, {}),
+             "policy": policy_table(cfg.policy), "mode": mode.value,
+             "code": fingerprint.plugin("quantizer", quantizer) if quantizer not in cfg.mixed else
              {q: fingerprint.plugin("quantizer", q) for q in cfg.row_quantizers(quantizer)}}
     if quantizer in cfg.mixed:  # the row's per-layer quantizers decide its weights too
-        quant["mixed"] = cfg.mixed[quantizer]
-    if mode == "qat":
-        base = fp32_spec(cfg, seed) if cfg.qat_init == "fp32" else _network(cfg)
-        return {"base": base, "init": cfg.qat_init, "quantizer": quant,
+        quant["mixed"] = dataclasses.asdict(cfg.mixed[quantizer])
+    if mode is QuantMode.QAT:
+        base = fp32_spec(cfg, seed) if cfg.qat_init is QatInit.FP32 else _network(cfg)
+        return {"base": base, "init": cfg.qat_init.value, "quantizer": quant,
                 "train": cfg.train_config(seed, qat=True).to_dict()}
     return {"base": fp32_spec(cfg, seed), "quantizer": quant,
             "calibration_batches": cfg.measure.calibration_batches, "batch_size": cfg.train_config(seed).batch_size}
 
 
-def model_key(cfg: BenchConfig, seed: int, quantizer: str, mode: str) -> str:
+def model_key(cfg: BenchConfig, seed: int, quantizer: str, mode: QuantMode | str) -> str:
     return digest(model_spec(cfg, seed, quantizer, mode))
 
 
-def stage_key(cfg: BenchConfig, seed: int, quantizer: str, mode: str) -> str:
+def stage_key(cfg: BenchConfig, seed: int, quantizer: str, mode: QuantMode | str) -> str:
     m = cfg.measure
     return digest({"model": model_spec(cfg, seed, quantizer, mode), "ops_batches": m.ops_batches,
                    "ops_batch_size": m.batch_size, "energy_model": m.energy_model})
 
 
-def cell_key(cfg: BenchConfig, seed: int, quantizer: str, mode: str, backend: str,
+def cell_key(cfg: BenchConfig, seed: int, quantizer: str, mode: QuantMode | str, backend: str,
              hardware: dict[str, str]) -> str:
     """`hardware`: the backend's `describe()`, so a results folder copied to other hardware re-measures."""
     return digest({"stage": stage_key(cfg, seed, quantizer, mode), "backend": backend,

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tawq_core.bench.config import REFERENCE, BenchConfig
+from tawq_core.bench.config import BenchConfig
 from tawq_core.bench.forms import DEPLOYED, kernel_summary
+from tawq_core.pipeline import QatInit
+from tawq_core.quantizer import QuantMode
 
 
 def _methods(records: list[dict[str, Any]], path: tuple[str, ...]) -> dict[str, str]:
@@ -32,7 +34,7 @@ def _per_backend(label: str, methods: dict[str, str]) -> list[str]:
 
 def _form_label(record: dict[str, Any], form: dict[str, Any]) -> str:
     name = form.get("form")
-    suffix = f" ({name})" if name and (record["quantizer"] == REFERENCE or name != DEPLOYED) else ""
+    suffix = f" ({name})" if name and (record.get("mode") == QuantMode.NONE.value or name != DEPLOYED) else ""
     return f"{record['quantizer']}{suffix}/{record['backend']}"
 
 
@@ -62,7 +64,7 @@ def _recipe(cfg: BenchConfig, qat: bool) -> str:
             f"warm-up {tc.warmup_epochs:g} epoch(s){distill}")
 
 
-def notes(cfg: BenchConfig, records: list[dict[str, Any]], modes: dict[str, str]) -> list[str]:
+def notes(cfg: BenchConfig, records: list[dict[str, Any]], modes: dict[str, QuantMode]) -> list[str]:
     m = cfg.measure
     test_n = next((r.get("test_samples") for r in records if r.get("test_samples")), "?")
     lines = [
@@ -71,13 +73,13 @@ def notes(cfg: BenchConfig, records: list[dict[str, Any]], modes: dict[str, str]
         "percentage points",
         f"fp32: trained {_recipe(cfg, qat=False)}",
     ]
-    qat = [q for q in cfg.quantizers if modes.get(q) == "qat"]
-    ptq = [q for q in cfg.quantizers if q != REFERENCE and modes.get(q) != "qat"]
+    qat = [q for q in cfg.quantizers if modes.get(q) is QuantMode.QAT]
+    ptq = [q for q in cfg.quantizers if modes.get(q) not in (QuantMode.QAT, QuantMode.NONE)]
     if qat:
-        how = ("fine-tuned from the trained fp32 model of the same seed" if cfg.qat_init == "fp32"
+        how = ("fine-tuned from the trained fp32 model of the same seed" if cfg.qat_init is QatInit.FP32
                else "trained from scratch on the same data, split and seed")
         lines.append(f"QAT ({', '.join(qat)}): {how}, the same recipe for every QAT row: {_recipe(cfg, qat=True)} "
-                     f"(qat_init = \"{cfg.qat_init}\")")
+                     f"(qat_init = \"{cfg.qat_init.value}\")")
     if ptq:
         lines.append(f"PTQ ({', '.join(ptq)}): the trained fp32 model of the same seed, quantized and calibrated "
                      f"on {m.calibration_batches} training batches, no retraining")

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from tawq_core.bench.aggregate import SEED_STATS
-from tawq_core.bench.config import REFERENCE
 from tawq_core.bench.forms import DEPLOYED
+from tawq_core.quantizer import QuantMode
 
 Row = dict[str, Any]
 
@@ -58,7 +58,7 @@ def _quantizer_label(row: Row) -> str:
     """``fp32 (torch dense)`` / ``fp32 (spike-driven)`` for the two fp32 forms, ``tawq (qat, init fp32)`` for a
     deployed quantized row; any other form (the eval fallback of a backend without kernels) is named."""
     mode, form = row.get("mode") or "?", row.get("form")
-    if row["quantizer"] == REFERENCE and form:
+    if mode == QuantMode.NONE.value and form:
         return f"{row['quantizer']} ({form})"
     if mode == "qat" and row.get("init"):
         mode = f"qat, init {row['init']}"
@@ -69,7 +69,7 @@ MARKDOWN_COLUMNS: list[tuple[str, Callable[[Row], str]]] = [
     ("quantizer", _quantizer_label),
     ("backend", lambda r: r["backend"]),
     ("top-1 %", lambda r: _pm(r, "top1")),
-    ("Δ vs fp32 (pp)", lambda r: "ref" if r["quantizer"] == "fp32" else _pm(r, "drop", signed=True)),
+    ("Δ vs fp32 (pp)", lambda r: "ref" if r.get("mode") == QuantMode.NONE.value else _pm(r, "drop", signed=True)),
     ("latency batch 1 ms (median / p90)", lambda r: _latency(r, "b1", 1e3, 2)),
     ("latency batch N ms (median / p90)", lambda r: _latency(r, "batch", 1e3, 2)),
     ("latency/sample µs (median / p90)", lambda r: _latency(r, "sample", 1e6, 1)),

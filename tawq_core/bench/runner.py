@@ -2,7 +2,8 @@
 
 fp32 is trained once per seed and reused: PTQ quantizers copy it, quantize and calibrate; QAT
 quantizers fine-tune a quantized copy of it (``qat_init = "fp32"``) or train from scratch with the
-same data, split and seed. Each finished model, stage and cell goes to the cache atomically the moment
+same data, split and seed; every model is produced by `tawq_core.pipeline`, which the bench only
+caches. Each finished model, stage and cell goes to the cache atomically the moment
 it is done, and results.json / matrix.* are rewritten after every cell, so an interrupted run leaves a
 consistent directory and the same command resumes where it stopped. The cache (``<out>/cache``) is
 shared by every run under the same --out, so a run that differs from an earlier one (one more
@@ -11,8 +12,6 @@ quantizer, another backend) reuses whatever work the two have in common (see `ke
 
 from __future__ import annotations
 
-import copy
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,19 +20,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from tawq_core import checkpoint, distributed, resources
+from tawq_core import checkpoint, distributed
 from tawq_core.backend import Backend
 from tawq_core.bench import cells, keys
-from tawq_core.bench.config import REFERENCE, BenchConfig
+from tawq_core.bench.config import BenchConfig
 from tawq_core.bench.leftovers import removed_if_unused
 from tawq_core.bench.provenance import provenance
 from tawq_core.bench.report import RESULTS_FORMAT, write_outputs
 from tawq_core.bench.store import CACHE_DIR, RunStore
 from tawq_core.data import DatasetSplits, load_dataset
 from tawq_core.errors import BackendUnavailable, CheckpointError
+from tawq_core.pipeline import Data, ModelSource, QatInit, Recipe, Runtime, evaluate_model, prepare, produce
 from tawq_core.plugin_boundary import plugin_failure
+from tawq_core.quantizer import QuantMode
 from tawq_core.registry import check_options, create, get_registry
-from tawq_core.training import seed_everything, train
 
 Log = Callable[[str], None]
 #: What a cache entry must hold to be used; anything less (a hand-edited or foreign file) is recomputed.
@@ -59,7 +59,9 @@ class Runner:
         self.run_dir = Path(out_root) / cfg.run_id
         self.store = RunStore(self.run_dir, Path(out_root) / CACHE_DIR, writer=distributed.is_main_process())
         self._check_names()
-        self.quantizer_modes = {q: cells.row_mode(cfg, q) for q in cfg.quantizers}
+        self.modes = {q: cells.row_mode(cfg, q) for q in cfg.quantizers}
+        #: the row every other is compared with, known by its mode (unquantized), not by its name
+        self.reference = next(q for q, mode in self.modes.items() if mode is QuantMode.NONE)
         self.backends, self.unavailable = self._resolve_backends()
         self.train_backend = next(b for b in self.backends if b.name not in self.unavailable)
         self._splits: DatasetSplits | None = None
@@ -111,80 +113,67 @@ class Runner:
                                         download=cfg.download, timesteps=cfg.timesteps)
         return self._splits
 
+    @property
+    def data(self) -> Data:
+        return Data(self.splits, self.cfg.timesteps)
+
     # -- models ----------------------------------------------------------------------------------
     def model_for(self, seed: int, quantizer: str) -> tuple[nn.Module, dict[str, Any]]:
-        """The (possibly quantized) model of `quantizer` for `seed`, from memory, checkpoint or work."""
-        mode = self.quantizer_modes[quantizer]
-        key = keys.model_key(self.cfg, seed, quantizer, mode)
+        """The (possibly quantized) model of `quantizer` for `seed`, from memory, checkpoint or the pipeline."""
         if (seed, quantizer) not in self._models:
-            if quantizer == REFERENCE:
-                built = self._trained(key, seed, quantizer, qat=False)
-            elif mode == "qat":
-                built = self._trained(key, seed, quantizer, qat=True)
-            else:
-                built = self._post_training(seed, quantizer)
+            recipe = cells.recipe(self.cfg, self.splits, seed, quantizer)
+            built = (self._post_training(recipe) if recipe.mode is QuantMode.PTQ else
+                     self._trained(keys.model_key(self.cfg, seed, quantizer, recipe.mode), quantizer, recipe))
             self._models[(seed, quantizer)] = built
         return self._models[(seed, quantizer)]
 
-    def _start(self, seed: int, quantizer: str, qat: bool, resume: bool) -> tuple[nn.Module, dict[str, Any]]:
-        """The starting point: a fresh network (fp32, scratch QAT, or a checkpoint about to be loaded into
-        it) or, for QAT fine-tuning, a copy of the trained fp32 model of the same seed."""
-        if qat and self.cfg.qat_init == "fp32" and not resume:
-            base, _ = self.model_for(seed, REFERENCE)
-            model = copy.deepcopy(base)
-        else:
-            seed_everything(seed)
-            model = cells.build_model(self.cfg, self.splits)
-        report = cells.apply_quantizer(model, self.cfg, quantizer) if quantizer != REFERENCE else {}
-        return model, report
+    def _reference(self, seed: int) -> ModelSource:
+        """The trained fp32 model of `seed`, which QAT fine-tuning, distillation and PTQ start from."""
+        return lambda: self.model_for(seed, self.reference)[0]
 
-    def _trained(self, key: str, seed: int, quantizer: str, qat: bool) -> tuple[nn.Module, dict[str, Any]]:
+    def _runtime(self) -> Runtime:
+        return Runtime(self.train_backend.device, self.train_backend, self.progress, log=self.log)
+
+    def _trained(self, key: str, quantizer: str, recipe: Recipe) -> tuple[nn.Module, dict[str, Any]]:
         path = self.store.checkpoint_path("models", key)
         info = None if self.force else self.store.get("models", key, required=MODEL_FIELDS)
         if info is not None and path.is_file():
-            model, report = self._start(seed, quantizer, qat, resume=True)
+            model, report = prepare(recipe, self.cfg.timesteps)  # a fresh network the checkpoint is loaded into
             try:
                 state, _ = checkpoint.load_checkpoint(path)
                 checkpoint.load_into(model, state, source=f"cached model {path}")
-                return model.eval(), {**info, "quantize_report": report}
+                return model.eval(), {**info, "quantize_report": cells.report_record(report)}
             except CheckpointError as exc:
                 self.log(f"cached model unusable, retraining: {exc}")
-        model, report = self._start(seed, quantizer, qat, resume=False)
-        tc = self.cfg.train_config(seed, qat=qat)
-        how = "training" if not qat else ("fine-tuning from fp32" if self.cfg.qat_init == "fp32" else
+        qat, tc = recipe.mode is QuantMode.QAT, recipe.train
+        reference = None if recipe.mode is QuantMode.NONE else self._reference(recipe.seed)
+        if reference is not None and (recipe.fine_tunes or tc.distill):
+            reference()  # trained (or loaded) before this model's own log line
+        how = "training" if not qat else ("fine-tuning from fp32" if recipe.init is QatInit.FP32 else
                                            "training from scratch")
-        self.log(f"seed {seed} · {quantizer}: {how} ({tc.epochs} epochs) on {self.train_backend.name}")
-        splits, device = self.splits, self.train_backend.device
-        amp = tc.amp is True or (tc.amp == "auto" and device.type == "cuda")  # float16 autocast in `train`
-        resources.check_training_memory(model, splits.sample_shape, self.cfg.timesteps,
-                                        max(1, tc.batch_size // distributed.world_size()), device,
-                                        (splits.train, splits.test), log=self.log, amp=amp)
-        with resources.out_of_memory_as_config_error(tc.batch_size):
-            result = train(model, splits, tc, device=device, progress=self.progress, backend=self.train_backend,
-                           teacher=self.model_for(seed, REFERENCE)[0] if tc.distill else None)
+        self.log(f"seed {recipe.seed} · {quantizer}: {how} ({tc.epochs} epochs) on {self.train_backend.name}")
+        produced = produce(recipe, self.data, self._runtime(), reference=reference)
+        result = produced.result
+        assert result is not None  # fp32 and QAT models are trained
         info = {"time_s": result.train_seconds, "epochs": tc.epochs, "steps": result.steps,
                 "trained_on": self.train_backend.name, "world_size": result.world_size,
-                "init": None if not qat else self.cfg.qat_init, "final_train_loss": result.history[-1].train_loss}
+                "init": recipe.init.value if qat else None, "final_train_loss": result.history[-1].train_loss}
         if self.store.writer:
-            checkpoint.save_checkpoint(path, model, {"model": self.cfg.model, "quantizer": quantizer,
-                                                     "seed": seed, "bench_key": key})
+            checkpoint.save_checkpoint(path, produced.model, {"model": self.cfg.model, "quantizer": quantizer,
+                                                              "seed": recipe.seed, "bench_key": key})
             self.store.put("models", key, info)
-        return model.eval(), {**info, "quantize_report": report}
+        return produced.model.eval(), {**info, "quantize_report": cells.report_record(produced.report)}
 
-    def _post_training(self, seed: int, quantizer: str) -> tuple[nn.Module, dict[str, Any]]:
-        base, _ = self.model_for(seed, REFERENCE)
-        model = copy.deepcopy(base)
-        report = cells.apply_quantizer(model, self.cfg, quantizer)
-        started = time.perf_counter()
-        cells.calibrate(model, self.cfg, self.splits, self.train_backend.device)
-        info = {"time_s": time.perf_counter() - started, "epochs": 0, "trained_on": self.train_backend.name,
+    def _post_training(self, recipe: Recipe) -> tuple[nn.Module, dict[str, Any]]:
+        produced = produce(recipe, self.data, self._runtime(), reference=self._reference(recipe.seed))
+        info = {"time_s": produced.seconds, "epochs": 0, "trained_on": self.train_backend.name,
                 "init": "fp32 (post-training, calibration only)"}
-        return model.eval(), {**info, "quantize_report": report}
+        return produced.model.eval(), {**info, "quantize_report": cells.report_record(produced.report)}
 
     # -- stages and cells ------------------------------------------------------------------------
     def stage(self, seed: int, quantizer: str) -> dict[str, Any]:
         """Accuracy, storage and energy estimates of one model: independent of the backend."""
-        mode = self.quantizer_modes[quantizer]
+        mode = self.modes[quantizer]
         key = keys.stage_key(self.cfg, seed, quantizer, mode)
         cached = None if self.force else self.store.get("stages", key, required=STAGE_FIELDS)
         if cached is not None and (cached["seed"], cached["quantizer"]) == (seed, quantizer):
@@ -193,9 +182,9 @@ class Runner:
         self.log(f"seed {seed} · {quantizer}: evaluating")
         device = self.train_backend.device
         record = {
-            "seed": seed, "quantizer": quantizer, "mode": mode, "stage_key": key,
+            "seed": seed, "quantizer": quantizer, "mode": mode.value, "stage_key": key,
             "quantizer_config": cells.new_quantizer(self.cfg, quantizer).config(),
-            "top1": 100.0 * cells.accuracy(model, self.cfg, self.splits, device),
+            "top1": 100.0 * evaluate_model(model, self.data, device, self.cfg.train_config(seed).eval_batch_size),
             "test_samples": len(self.splits.test),
             "train": {k: v for k, v in info.items() if k != "quantize_report"},
             "quantized_layers": info["quantize_report"],
@@ -209,7 +198,7 @@ class Runner:
 
     def cell(self, seed: int, quantizer: str, backend: Backend, stage: dict[str, Any], prov: dict) -> None:
         label = f"{seed}/{quantizer}/{backend.name}"
-        mode = self.quantizer_modes[quantizer]
+        mode = self.modes[quantizer]
         key = keys.cell_key(self.cfg, seed, quantizer, mode, backend.name, self.hardware(backend))
         run = {"config_hash": self.cfg.config_hash, "run_id": self.cfg.run_id}  # this run's, even for cached cells
         base = {**stage, "backend": backend.name, "cell_key": key, **run}
@@ -245,11 +234,11 @@ class Runner:
         if failure is None:
             raise exc
         self.log(f"seed {seed} · {quantizer}: failed: {failure}")
-        mode = self.quantizer_modes[quantizer]
+        mode = self.modes[quantizer]
         for backend in self.backends:
             key = keys.cell_key(self.cfg, seed, quantizer, mode, backend.name, self.hardware(backend))
             self.records.setdefault(key, {
-                "seed": seed, "quantizer": quantizer, "mode": mode, "backend": backend.name, "cell_key": key,
+                "seed": seed, "quantizer": quantizer, "mode": mode.value, "backend": backend.name, "cell_key": key,
                 "config_hash": self.cfg.config_hash, "run_id": self.cfg.run_id, "status": "failed",
                 "reason": str(failure), "hardware": {"backend": backend.name}, "provenance": prov})
             self.failed.append(f"{seed}/{quantizer}/{backend.name}")
@@ -308,7 +297,7 @@ class Runner:
             "format": RESULTS_FORMAT, "run_id": cfg.run_id, "config_hash": cfg.config_hash, "complete": complete,
             "config": {**cfg.hashed(), "name": cfg.name, "description": cfg.description},
             "provenance": prov, "records": list(self.records.values()),
-            "notes": notes(cfg, list(self.records.values()), self.quantizer_modes),
+            "notes": notes(cfg, list(self.records.values()), self.modes),
         }
         return write_outputs(self.run_dir, results, plots=plots)
 

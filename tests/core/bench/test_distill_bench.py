@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from tawq_core import pipeline
 from tawq_core.bench import load_preset, run_bench, runner
 from tawq_core.bench.config import from_mapping
 from tawq_core.errors import ConfigError
@@ -16,13 +17,13 @@ def test_qat_rows_distill_from_the_fp32_model_of_the_same_seed(tiny_preset, tmp_
     plain_cfg = load_preset(str(tiny_preset)).with_overrides(quantizers=["tawq"])
     cfg = dataclasses.replace(plain_cfg, qat={**plain_cfg.qat, "distill": True, "distill_weight": 0.7})
     calls = []
-    real_train = runner.train
+    real_train = pipeline.train
 
     def spy(model, splits, config, **kwargs):
         calls.append((config.distill, kwargs.get("teacher")))
         return real_train(model, splits, config, **kwargs)
 
-    monkeypatch.setattr(runner, "train", spy)
+    monkeypatch.setattr(pipeline, "train", spy)  # the one place any model is trained
     bench = runner.Runner(cfg, tmp_path)
     result = bench.run()
     fp32 = [r for r in result.results["records"] if r["quantizer"] == "fp32"]

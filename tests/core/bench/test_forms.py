@@ -16,6 +16,7 @@ from tawq_core.bench.forms import DEPLOYED, SPIKE_DRIVEN, TORCH_DENSE, forms
 from tawq_core.bench.notes import notes
 from tawq_core.bench.render import markdown_table
 from tawq_core.errors import ConfigError
+from tawq_core.quantizer import QuantMode
 from tawq_core.registry import create
 
 
@@ -78,7 +79,7 @@ def test_measured_cells_give_both_fp32_rows_resident_bytes_and_kernels(setup):
     table = markdown_table(rows)
     assert "| fp32 (torch dense) |" in table and "| fp32 (spike-driven) |" in table and "| tawq (qat) |" in table
     assert "resident weights KiB" in table and "latency batch 1 ms (median / p90)" in table
-    lines = notes(cfg, records, {"fp32": "none", "tawq": "qat"})
+    lines = notes(cfg, records, {"fp32": QuantMode.NONE, "tawq": QuantMode.QAT})
     kernels = [line for line in lines if line.startswith("kernels of ")]
     assert [line.split(":")[0] for line in kernels] == ["kernels of fp32 (torch dense)/cpu",
                                                         "kernels of fp32 (spike-driven)/cpu", "kernels of tawq/cpu"]

@@ -6,19 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_helpers import cli_in_process
 
 from tawq_core.bench import cells, load_preset, run_bench
-from tawq_core.cli import main
 
 
-def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+def _cli(*args: str) -> tuple[int, str, str]:
+    result = cli_in_process(*args)
+    return result.returncode, result.stdout, result.stderr
 
 
 def _mtimes(run_dir: Path) -> dict[str, int]:
@@ -26,12 +21,9 @@ def _mtimes(run_dir: Path) -> dict[str, int]:
     return {str(p): p.stat().st_mtime_ns for p in (run_dir.parent / "cache").rglob("*") if p.is_file()}
 
 
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}
-
-
-def test_cli_run_files_resume_and_report(tawq_cli, capsys, tiny_preset, tmp_path):
+def test_cli_run_files_resume_and_report(tiny_preset, tmp_path):
     out = tmp_path / "results"
-    first = tawq_cli("bench", "--preset", str(tiny_preset), "--out", str(out), "--quiet", env=ONE_THREAD)
+    first = cli_in_process("bench", "--preset", tiny_preset, "--out", out, "--quiet")
     assert first.returncode == 0, first.stderr
     assert first.stderr == ""  # --quiet: nothing but the matrix
     (run_dir,) = (p for p in out.iterdir() if p.name != "cache")
@@ -51,7 +43,7 @@ def test_cli_run_files_resume_and_report(tawq_cli, capsys, tiny_preset, tmp_path
         assert record["latency"]["batch_median_s"] > 0
     before = _mtimes(run_dir)
 
-    again = tawq_cli("bench", "--preset", str(tiny_preset), "--out", str(out), env=ONE_THREAD)
+    again = cli_in_process("bench", "--preset", tiny_preset, "--out", out)
     assert again.returncode == 0, again.stderr
     assert "0 cell(s) computed, 3 from cache" in again.stderr
     assert "training" not in again.stderr and "loading dataset" not in again.stderr
@@ -59,7 +51,7 @@ def test_cli_run_files_resume_and_report(tawq_cli, capsys, tiny_preset, tmp_path
     assert again.stdout == first.stdout
 
     (run_dir / "matrix.md").unlink()
-    code, report, err = _cli(capsys, "report", str(run_dir), "--no-plots")
+    code, report, err = _cli("report", str(run_dir), "--no-plots")
     assert code == 0, err
     assert report == first.stdout == (run_dir / "matrix.md").read_text()
 
@@ -83,7 +75,7 @@ def test_interrupted_run_resumes_without_recomputing(tiny_preset, tmp_path, monk
     assert not list(run_dir.rglob("*.tmp"))
     monkeypatch.setattr(cells, "measure", real_measure)
     trained = []
-    monkeypatch.setattr("tawq_core.bench.runner.train", lambda *a, **k: trained.append(1) or _fail())
+    monkeypatch.setattr("tawq_core.pipeline.train", lambda *a, **k: trained.append(1) or _fail())
     result = run_bench(cfg, tmp_path)  # the QAT model was checkpointed before the interrupt: no training
     assert result.cached == ["0/fp32/cpu"] and result.computed == ["0/tawq/cpu", "0/ptq8/cpu"]
     assert trained == []
@@ -122,30 +114,30 @@ def test_two_backends_one_unavailable_and_two_seeds(tiny_preset, tmp_path):
     (["--model", "sew-resnet"], "invalid model_options for model 'sew-resnet': got an unexpected keyword"),
     (["--dataset", "nope"], "unknown dataset 'nope'; known datasets: "),
 ])
-def test_bad_input_is_one_line_exit_2(capsys, tiny_preset, tmp_path, args, fragment):
-    code, out, err = _cli(capsys, "bench", "--preset", str(tiny_preset), "--out", str(tmp_path / "r"), *args)
+def test_bad_input_is_one_line_exit_2(tiny_preset, tmp_path, args, fragment):
+    code, out, err = _cli("bench", "--preset", str(tiny_preset), "--out", str(tmp_path / "r"), *args)
     assert code == 2 and fragment in err and err.count("\n") == 1 and out == ""
     assert not (tmp_path / "r").exists()  # nothing written before the input was validated
 
 
-def test_unwritable_output_is_one_line_exit_2(capsys, tiny_preset, tmp_path):
+def test_unwritable_output_is_one_line_exit_2(tiny_preset, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    code, _, err = _cli(capsys, "bench", "--preset", str(tiny_preset), "--out", str(blocker / "r"))
+    code, _, err = _cli("bench", "--preset", str(tiny_preset), "--out", str(blocker / "r"))
     assert code == 2 and "is not writable" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("preset", ["cifar10-dvs-spikingformer", "shd-mlp", "cifar100-spikingformer-4-384",
                                     "imagenet-spikingformer-8-384", "imagenet-qkformer-10-384"])
-def test_paper_presets_need_their_data(capsys, tmp_path, preset):
-    code, _, err = _cli(capsys, "bench", "--preset", preset, "--backend", "cpu", "--data-dir", str(tmp_path),
+def test_paper_presets_need_their_data(tmp_path, preset):
+    code, _, err = _cli("bench", "--preset", preset, "--backend", "cpu", "--data-dir", str(tmp_path),
                         "--out", str(tmp_path / "r"), "--quiet")
     assert code == 2 and str(tmp_path) in err and err.count("\n") == 1, err
 
 
-def test_report_of_a_directory_without_results(capsys, tmp_path):
-    code, _, err = _cli(capsys, "report", str(tmp_path))
+def test_report_of_a_directory_without_results(tmp_path):
+    code, _, err = _cli("report", str(tmp_path))
     assert code == 2 and "results.json' not found" in err and err.count("\n") == 1
     (tmp_path / "results.json").write_text('{"format": 99}')
-    code, _, err = _cli(capsys, "report", str(tmp_path))
+    code, _, err = _cli("report", str(tmp_path))
     assert code == 2 and "is not a tawq results file" in err

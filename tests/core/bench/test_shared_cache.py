@@ -7,20 +7,20 @@ import json
 
 import pytest
 
+from tawq_core import pipeline
 from tawq_core.bench import fingerprint, load_preset, run_bench
-from tawq_core.bench import runner as runner_module
 
 
 @pytest.fixture
 def training(monkeypatch):
     """Counts `train` calls (and still trains): which models were (re)trained in a run."""
-    real, calls = runner_module.train, []
+    real, calls = pipeline.train, []
 
     def counted(model, splits, tc, **kwargs):
         calls.append(tc.epochs)
         return real(model, splits, tc, **kwargs)
 
-    monkeypatch.setattr(runner_module, "train", counted)
+    monkeypatch.setattr(pipeline, "train", counted)  # every model is trained there
     return calls
 
 
