@@ -38,10 +38,13 @@ def _kernels():  # imported on use: numba's import costs ~0.5 s, and a missing n
     return kernels
 
 
-def _kernels_gemm():
+def _int8_gemm_chosen() -> bool:
+    """The measured choice (`tawq_backends.kernels.gemm_choice`), counted for provenance like every kernel."""
     from tawq_backends.kernels.gemm_choice import choice
+    from tawq_core.jit import use_kernel
 
-    return choice()
+    made = choice()
+    return use_kernel("cpu.int8-gemm", "" if made.int8 else f"float32 GEMM is faster here ({made.why})")
 
 
 def per_step(x: Tensor, step_rows: int, first_step: int, weights: Tensor, alpha: Tensor | None,
@@ -119,7 +122,7 @@ class IntegerForm(WeightForm):
                                      step_rows, first_step, self.steps, self.step_planes, self.alpha, bias)
             if y is not None:
                 return geometry.from_2d(y).to(x.dtype), triton_bitplane.KERNEL
-        if self.kernel_ready(x, geometry) and not _kernels_gemm().int8:
+        if self.kernel_ready(x, geometry) and not _int8_gemm_chosen():
             iw = self.integer_weights(geometry)  # float32 GEMM on integer weights: exact, and faster here
             return per_step(x, step_rows, first_step, iw.q.to(x), iw.alpha, bias, geometry), self.fp32_kernel
         if self.kernel_ready(x, geometry):
