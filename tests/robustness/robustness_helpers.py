@@ -1,4 +1,4 @@
-"""Helpers of the robustness tests: the tiny bench preset, real CLI runs, one-line error checks, snapshots."""
+"""Helpers of the robustness tests: the tiny bench preset, real CLI processes (bench runs sent signals), snapshots."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from cli_helpers import assert_one_line_error
 
 #: digits + a 16-unit spiking MLP, one epoch, fp32 + two quantizers, one thread: a real bench in seconds.
 #: QAT trains two epochs so the run is still busy when the first cell lands (the interruption window).
@@ -145,34 +143,3 @@ def bench(preset: Path, out: Path, *, quiet: bool = True, extra_path: Iterable[P
         proc.send_signal(interrupt)
     stdout, stderr = proc.communicate(timeout=timeout)
     return BenchRun(out, proc.returncode, stdout, stderr, at_signal or cache_mtimes(out))
-
-
-# -- the CLI in this process --------------------------------------------------------------------------------
-@dataclass
-class InProcess:
-    """What `tawq_core.cli.main` did when called in this interpreter: exit code (0 when it returned) and streams."""
-
-    code: int
-    stdout: str
-    stderr: str
-
-    def one_line_error(self, *words: str) -> str:
-        return assert_one_line_error(subprocess.CompletedProcess([], self.code, self.stdout, self.stderr), *words)
-
-
-def cli_in_process(*args: str | Path) -> InProcess:
-    """The real CLI entry point without a fresh interpreter (no torch import per case): cheap enough to run
-    every hardening case through the same error handling a user's shell gets."""
-    import contextlib
-    import io
-
-    from tawq_core.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main([str(a) for a in args])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return InProcess(code, out.getvalue(), err.getvalue())

@@ -1,9 +1,11 @@
 """The bad-input catalogue: every mistake a user can make gets one line saying what is wrong and what to do.
 
-Each case runs the real CLI in a fresh interpreter (`python -m tawq_core.cli`) where a CLI path exists and
-checks: exit code 2, exactly one line on stderr, no traceback (without --debug), the key words of the
-message, and that files an earlier run left in the output folder are unchanged. All CLI calls of the
-catalogue are independent, so they run side by side (one thread each) in one module-scoped fixture.
+Each case runs the real CLI entry point (`tawq_core.cli.main`, what the console script calls) where a CLI
+path exists and checks: exit code 2, exactly one line on stderr, no traceback (without --debug), the key
+words of the message, and that files an earlier run left in the output folder are unchanged. The cases run
+in this interpreter, once each, in one module-scoped fixture; the few that need a fresh interpreter
+(installed plugin distributions, a torch_npu the probe's child process imports) run side by side as real
+`tawq` processes and are marked slow.
 docs/robustness.md lists each case with the message a user sees.
 """
 
@@ -16,11 +18,12 @@ import os
 import pathlib
 import shutil
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
 import torch
-from cli_helpers import assert_one_line_error
+from cli_helpers import InProcess, assert_one_line_error, cli_in_process
 from robustness_helpers import TINY_PRESET, assert_kept, file_hashes, run_many
 
 import tawq_core
@@ -108,21 +111,26 @@ def _earlier_output(kind: str, inputs: dict[str, Path], where: Path) -> Path:
     return where
 
 
-@pytest.fixture(scope="module")
-def catalogue(tmp_path_factory, tiny_preset_file, broken_plugin_path):
-    """Run every CLI case once, side by side; returns {case: (CompletedProcess, inputs, output, hashes)}."""
-    root = tmp_path_factory.mktemp("catalogue")
-    inputs = _inputs(root / "inputs")
+#: Cases a fresh interpreter must run: the plugin distributions on their PYTHONPATH (entry points are read
+#: once per process), the stand-in torch_npu importable by the probe's child process.
+IN_A_PROCESS = {"name-of-a-plugin-that-failed", "plugins-listing", "npu-without-cann"}
+#: Stands for the tawq-broken distribution's install folder in a case's extra_path (installed only if run).
+BROKEN = Path("<tawq-broken>")
+
+
+def _cases(inputs: dict[str, Path], tiny_preset_file: Path) -> dict[str, tuple]:
+    """{case: (command kind, args, options)}; options: "out" (an --out that cannot be made), "extra_path"
+    (BROKEN: the installed tawq-broken distribution)."""
     bench = ("bench", "--preset", str(tiny_preset_file), "--quiet")
     export = ("export", str(inputs["checkpoint"]), "--format", "tawq")
-    cases: dict[str, tuple[str, tuple[str, ...], dict]] = {
+    return {
         "unknown-quantizer": ("bench", (*bench, "--quantizers", "tawq,nope"), {}),
         "unknown-model": ("bench", (*bench, "--model", "nope"), {}),
         "unknown-neuron": ("bench", _replace(bench, "--preset", str(inputs["unknown_neuron"])), {}),
         "unknown-dataset": ("train", _replace(TRAIN, "--dataset", "nope"), {}),
         "unknown-backend": ("train", (*TRAIN, "--backend", "nope"), {}),
         "name-of-a-plugin-that-failed": ("train", (*TRAIN, "--quantizer", "never-seen"),
-                                         {"extra_path": [broken_plugin_path]}),
+                                         {"extra_path": [BROKEN]}),
         "dataset-directory-missing": ("train", (*_replace(TRAIN, "--dataset", "shd"), "--data-dir",
                                                 str(inputs["missing"])), {}),
         "dataset-h5-corrupt": ("train", (*_replace(TRAIN, "--dataset", "shd"), "--data-dir", str(inputs["data"]),
@@ -143,22 +151,69 @@ def catalogue(tmp_path_factory, tiny_preset_file, broken_plugin_path):
         "preset-unknown-key": ("bench", _replace(bench, "--preset", str(inputs["unknown_key"])), {}),
         "output-not-writable-bench": ("bench", bench, {"out": inputs["blocker"] / "results"}),
         "output-not-writable-train": ("train", TRAIN, {"out": inputs["blocker"] / "run"}),
-        "plugins-listing": ("plugins", ("plugins",), {"extra_path": [broken_plugin_path]}),
+        "plugins-listing": ("plugins", ("plugins",), {"extra_path": [BROKEN]}),
     }
-    calls, outputs, hashes = {}, {}, {}
+
+
+def _prepare(cases: dict[str, tuple], inputs: dict[str, Path], root: Path) -> dict[str, tuple]:
+    """Each case's full arguments, options and --out, with what an earlier run left there and its hashes:
+    {case: (args, options, out, hashes)}."""
+    prepared = {}
     for name, (kind, args, options) in cases.items():
-        out = options.pop("out", None)
+        options = dict(options)
+        out, before = options.pop("out", None), None
         if kind == "plugins":
-            calls[name] = {"args": list(args), **options}
-            outputs[name] = None
+            prepared[name] = (list(args), options, None, None)
             continue
         if out is None:
             out = _earlier_output(kind, inputs, root / "outputs" / (f"{name}.tawq" if kind == "export" else name))
-            hashes[name] = file_hashes(out.parent if kind == "export" else out)
-        outputs[name] = out
-        calls[name] = {"args": [*args, "--out", str(out)], **options}
+            before = file_hashes(out.parent if kind == "export" else out)
+        prepared[name] = ([*args, "--out", str(out)], options, out, before)
+    return prepared
+
+
+@pytest.fixture(scope="module")
+def catalogue_inputs(tmp_path_factory, tiny_preset_file):
+    root = tmp_path_factory.mktemp("catalogue")
+    inputs = _inputs(root / "inputs")
+    return inputs, _prepare(_cases(inputs, tiny_preset_file), inputs, root)
+
+
+def _isolated(*args: str) -> InProcess:
+    """`cli_in_process`, with an exception the CLI let through (a bug) recorded as a process would show it
+    (exit 1, the traceback on stderr), so it fails its own case and not the whole catalogue."""
+    try:
+        return cli_in_process(*args)
+    except Exception:  # noqa: BLE001 - reported by the case's own assertions
+        return InProcess(1, "", traceback.format_exc())
+
+
+@pytest.fixture(scope="module")
+def catalogue(catalogue_inputs):
+    """Every case that needs no fresh interpreter, through the CLI entry point in this process (one thread):
+    {case: (result, inputs, output, hashes)}."""
+    inputs, prepared = catalogue_inputs
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        results = {name: _isolated(*args) for name, (args, _, _, _) in prepared.items()
+                   if name not in IN_A_PROCESS}
+    finally:
+        torch.set_num_threads(threads)
+    return {name: (result, inputs, prepared[name][2], prepared[name][3]) for name, result in results.items()}
+
+
+@pytest.fixture(scope="module")
+def process_catalogue(catalogue_inputs, broken_plugin_path):
+    """The cases of IN_A_PROCESS, each in a fresh `tawq` interpreter, side by side (one thread each)."""
+    inputs, prepared = catalogue_inputs
+    calls = {}
+    for name in IN_A_PROCESS:
+        args, options, _, _ = prepared[name]
+        paths = [broken_plugin_path if p == BROKEN else p for p in options.get("extra_path", ())]
+        calls[name] = {"args": args, "extra_path": paths}
     results = run_many(calls)
-    return {name: (results[name], inputs, outputs[name], hashes.get(name)) for name in cases}
+    return {name: (result, inputs, prepared[name][2], prepared[name][3]) for name, result in results.items()}
 
 
 def check(catalogue, case: str, *words: str) -> str:
@@ -192,8 +247,9 @@ def test_unknown_backend(catalogue):
 
 
 # -- plugins that fail --------------------------------------------------------------------------------------
-def test_plugins_that_fail_to_import_raise_in_their_hook_or_take_a_taken_name_are_named(catalogue):
-    listing, *_ = catalogue["plugins-listing"]  # `tawq plugins` with the tawq-broken distribution installed
+@pytest.mark.slow
+def test_plugins_that_fail_to_import_raise_in_their_hook_or_take_a_taken_name_are_named(process_catalogue):
+    listing, *_ = process_catalogue["plugins-listing"]  # `tawq plugins` with the tawq-broken distribution installed
     assert listing.returncode == 0 and "Traceback" not in listing.stderr
     failed = {line.split()[1]: line for line in listing.stderr.splitlines() if line.startswith("FAILED ")}
     assert "(tawq-broken 6.6.6)" in failed["import-error"]
@@ -205,7 +261,7 @@ def test_plugins_that_fail_to_import_raise_in_their_hook_or_take_a_taken_name_ar
     assert ["quantizer", "fp32", "tawq"] == rows[[r[:2] for r in rows].index(["quantizer", "fp32"])][:3]
     assert ["quantizer", "broken-dist-ok", "tawq-broken"] in [r[:3] for r in rows]  # its good module still loads
     # asking for a name that may have come from a failed plugin says so, and where to look
-    check(catalogue, "name-of-a-plugin-that-failed", "unknown quantizer 'never-seen'",
+    check(process_catalogue, "name-of-a-plugin-that-failed", "unknown quantizer 'never-seen'",
           "plugin(s) failed to load (from tawq-broken)", "`tawq plugins` shows why")
 
 
@@ -272,8 +328,9 @@ def test_npu_without_torch_npu(catalogue):
           "pip install 'tawq[npu]'", "Ascend CANN")
 
 
-def test_npu_with_torch_npu_but_no_cann(catalogue):
-    check(catalogue, "npu-without-cann", "backend 'npu' is unavailable",
+@pytest.mark.slow
+def test_npu_with_torch_npu_but_no_cann(process_catalogue):
+    check(process_catalogue, "npu-without-cann", "backend 'npu' is unavailable",
           "torch_npu found but Ascend CANN libraries are missing (libhccl.so)", "install Ascend CANN")
 
 
@@ -334,6 +391,7 @@ def test_disk_full_mid_bench_is_one_line_and_keeps_finished_cells(tiny_preset_fi
 
 
 # -- Ctrl-C -------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_sigint_in_the_middle_of_a_bench(bench_runs):
     """The SIGINT run of the interruption tests (tests/robustness/test_interruption.py resumes it)."""
     run = bench_runs.sigint

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from robustness_helpers import cli_in_process
+from cli_helpers import cli_in_process
 
 import tawq_core
 from tawq_core import DatasetNotFound

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from robustness_helpers import cli_in_process
+from cli_helpers import cli_in_process
 from safetensors.torch import load_file, save_file
 
 from tawq_core import CheckpointError, ConfigError, build_from_checkpoint, create, quantize, save_checkpoint
@@ -156,7 +156,7 @@ def _results(tmp_path: Path, edit) -> Path:
 
 def test_valid_results_render(tmp_path):
     result = cli_in_process("report", _results(tmp_path, lambda d: None), "--no-plots")
-    assert result.code == 0 and "tawq" in result.stdout, result.stderr
+    assert result.returncode == 0 and "tawq" in result.stdout, result.stderr
 
 
 @pytest.mark.parametrize(("edit", "field"), [

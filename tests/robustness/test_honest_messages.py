@@ -9,7 +9,7 @@ its first cell each get one line blaming the right thing, and leave no empty fol
 from __future__ import annotations
 
 import pytest
-from robustness_helpers import cli_in_process
+from cli_helpers import cli_in_process
 
 import tawq_core.train_resume as train_resume
 
@@ -34,19 +34,19 @@ def _interrupt_after_epoch(monkeypatch, epoch: int) -> None:
 
 def test_ctrl_c_saves_the_last_finished_epoch_and_the_same_command_resumes(tmp_path, monkeypatch):
     reference = cli_in_process(*TRAIN, "--out", tmp_path / "reference")
-    assert reference.code == 0, reference.stderr
+    assert reference.returncode == 0, reference.stderr
 
     out = tmp_path / "interrupted"
     with monkeypatch.context() as patch:
         _interrupt_after_epoch(patch, 1)
         stopped = cli_in_process(*TRAIN, "--out", out)
-    assert stopped.code == 130
+    assert stopped.returncode == 130
     assert stopped.stderr == (f"interrupted: epoch 1/2 is saved in {out / 'resume.safetensors'}; re-run the same "
                               "command to resume from it\n")
     assert (out / "resume.safetensors").is_file() and not (out / "model.safetensors").exists()
 
     resumed = cli_in_process(*TRAIN, "--out", out)
-    assert resumed.code == 0, resumed.stderr
+    assert resumed.returncode == 0, resumed.stderr
     assert not (out / "resume.safetensors").exists()  # the finished run's checkpoint replaces it
     assert (out / "model.safetensors").read_bytes() == (tmp_path / "reference" / "model.safetensors").read_bytes()
 
@@ -54,7 +54,7 @@ def test_ctrl_c_saves_the_last_finished_epoch_and_the_same_command_resumes(tmp_p
 def test_ctrl_c_before_the_first_epoch_claims_nothing(tmp_path, monkeypatch):
     _interrupt_after_epoch(monkeypatch, 0)
     stopped = cli_in_process(*TRAIN, "--out", tmp_path / "run")
-    assert stopped.code == 130
+    assert stopped.returncode == 130
     assert stopped.stderr.startswith("interrupted before the first epoch finished: nothing was saved")
 
 
@@ -62,7 +62,7 @@ def test_resume_state_of_another_command_is_not_continued(tmp_path, monkeypatch)
     out = tmp_path / "run"
     with monkeypatch.context() as patch:
         _interrupt_after_epoch(patch, 1)
-        assert cli_in_process(*TRAIN, "--out", out).code == 130
+        assert cli_in_process(*TRAIN, "--out", out).returncode == 130
     other = cli_in_process(*[("0.02" if a == "0.01" else a) for a in TRAIN], "--out", out)
     other.one_line_error(f"{out / 'resume.safetensors'} holds an unfinished run of a different command",
                          "re-run that command to resume it")
@@ -110,5 +110,5 @@ def test_a_failing_bench_keeps_an_existing_results_folder(tiny_preset_file, tmp_
     (out / "earlier-run" / "results.json").write_text("{}\n")
     result = cli_in_process("bench", "--preset", tiny_preset_file, "--dataset", "shd", "--data-dir",
                             tmp_path / "no-data", "--quiet", "--out", out)
-    assert result.code == 2
+    assert result.returncode == 2
     assert sorted(p.name for p in out.iterdir()) == ["earlier-run"]  # only what this run created is removed

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from robustness_helpers import cli_in_process
+from cli_helpers import cli_in_process
 
 from tawq_core import CheckpointError, ConfigError, TrainingDiverged, create, quantize, save_checkpoint
 from tawq_core.export import ExportError, export

@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 
 import pytest
-from robustness_helpers import cli_in_process, file_hashes
+from cli_helpers import cli_in_process
+from robustness_helpers import file_hashes
 
 from tawq_core import ConfigError, create, save_checkpoint
 from tawq_core.overwrite import refuse_overwrite
