@@ -8,7 +8,8 @@ distillation from that fp32 model (``finetune-kd``: `TrainConfig(distill=True)`,
 temperature from --distill-weight / --distill-temperature), every QAT quantizer with the same recipe.
 A tenth of the training set is held out as a validation split (the same split for every run of a
 seed); the default way to train each quantizer is chosen on validation accuracy, never on the test
-set. The test accuracy is reported once per run, with the weights the run ended with.
+set. The test accuracy is reported once per run, with the weights the run ended with. Every model is
+produced by `tawq_core.pipeline` (as in `tawq train` and the bench); PTQ calibrates on 8 training batches.
 
     .venv/bin/python benchmarks/accuracy_study.py                       # small scale, 2 processes
     .venv/bin/python benchmarks/accuracy_study.py --scale full --jobs 14   # the longer recipe
@@ -35,7 +36,18 @@ from typing import Any
 import torch
 
 import tawq_core
-from tawq_core import TrainConfig, evaluate, quantize, quantized_layers, seed_everything, train
+from tawq_core import TrainConfig, evaluate, quantized_layers
+from tawq_core.pipeline import (
+    Calibration,
+    Data,
+    ModelSpec,
+    QatInit,
+    QuantSpec,
+    Recipe,
+    Runtime,
+    evaluate_model,
+    produce,
+)
 
 VAL_FRACTION = 0.1
 QAT = ("tawq", "mtawq", "binary", "ternary")
@@ -114,33 +126,36 @@ def storage_bits(model: torch.nn.Module) -> tuple[float, float]:
 
 def execute(task: Task, run: Run, device: str, fp32_state: dict[str, torch.Tensor] | None,
             distill: tuple[float, float] = (0.5, 2.0)) -> Outcome:
-    """One cell of the study, in whichever process runs it (single-threaded: jobs give parallelism)."""
+    """One cell of the study through `tawq_core.pipeline`, in whichever process runs it (single-threaded:
+    jobs give parallelism). PTQ and fine-tuning start from the fp32 state of the same seed (`fp32_state`)."""
     torch.set_num_threads(1)
     splits = _splits(task.dataset)
-    seed_everything(run.seed)
-    def fp32_model() -> torch.nn.Module:
-        net = tawq_core.create("model", task.model, num_classes=splits.num_classes,
-                               sample_shape=splits.sample_shape, **task.model_options)
-        if fp32_state is not None:
-            net.load_state_dict(fp32_state)
+    spec = ModelSpec(task.model, {"num_classes": splits.num_classes, "sample_shape": splits.sample_shape,
+                                  **task.model_options})
+
+    def fp32_model() -> torch.nn.Module:  # the reference (and distillation teacher): the trained fp32 weights
+        net = tawq_core.create("model", spec.name, **spec.options)
+        net.load_state_dict(fp32_state)
         return net
 
-    model = fp32_model()
-    report = quantize(model, run.quantizer, task.timesteps) if run.quantizer != "fp32" else None
+    finetune, kd = run.init in FINETUNES, run.init == "finetune-kd"
+    config = TrainConfig(epochs=task.finetune_epochs if finetune else task.epochs, batch_size=task.batch_size,
+                         lr=task.finetune_lr if finetune else task.lr, timesteps=task.timesteps,
+                         seed=run.seed, val_fraction=VAL_FRACTION, eval_every=0, amp=False, distill=kd,
+                         distill_weight=distill[0], distill_temperature=distill[1])
+    quant = QuantSpec(tawq_core.create("quantizer", run.quantizer)) if run.quantizer != "fp32" else None
+    recipe = Recipe(spec, config, quant, QatInit.FP32 if finetune else QatInit.SCRATCH,
+                    Calibration(task.batch_size) if run.init == "ptq" else None)
+    data = Data(splits, task.timesteps)
     started = time.perf_counter()
-    if run.init == "ptq":
-        tawq_core.calibrate(model, [])  # fits nothing for ptq8 (stateless), kept for the protocol
-        test = evaluate(model, splits.test, splits.encoding, task.timesteps, device)
-    else:
-        finetune, kd = run.init in FINETUNES, run.init == "finetune-kd"
-        config = TrainConfig(epochs=task.finetune_epochs if finetune else task.epochs, batch_size=task.batch_size,
-                             lr=task.finetune_lr if finetune else task.lr, timesteps=task.timesteps,
-                             seed=run.seed, val_fraction=VAL_FRACTION, eval_every=0, amp=False, distill=kd,
-                             distill_weight=distill[0], distill_temperature=distill[1])
-        teacher = fp32_model() if kd else None
-        test = train(model, splits, config, device=device, progress=False, teacher=teacher).test_accuracy
+    produced = produce(recipe, data, Runtime(torch.device(device), progress=False),
+                       reference=fp32_model if fp32_state is not None else None, copy_reference=False)
+    model = produced.model
+    test = (produced.result.test_accuracy if produced.result is not None else
+            evaluate_model(model, data, device, TrainConfig.eval_batch_size))
     val = evaluate_validation(model, splits, task, run.seed, device)
     bits, bits_total = storage_bits(model)
+    report = produced.report
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()} if run.init == "fp32" else None
     return Outcome(run, test, val, bits, bits_total, report.params_quantized if report else 0,
                    report.fraction_quantized if report else 0.0, time.perf_counter() - started, state)
