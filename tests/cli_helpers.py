@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,14 +48,19 @@ class InProcess:
 
 def cli_in_process(*args: str | Path) -> InProcess:
     """The real CLI entry point (`tawq_core.cli.main`, what the console script calls) without a fresh
-    interpreter. Exceptions main lets through (tawq's own bugs, --debug) propagate to the test."""
+    interpreter. Exceptions main lets through (tawq's own bugs, --debug) propagate to the test. Environment
+    variables the command sets for its own process are undone, as a process's would end with it."""
     from tawq_core.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    code = 0
+    code, environ = 0, dict(os.environ)
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             main([str(a) for a in args])
         except SystemExit as exc:
             code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+        finally:
+            for name in set(os.environ) - set(environ):
+                del os.environ[name]
+            os.environ.update(environ)
     return InProcess(code, out.getvalue(), err.getvalue())

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the benchmark script end to end, in its own interpreter
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "sensitivity.py"
 PRESET = """
 dataset = "digits"

@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the benchmark script end to end, in its own interpreter
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "speed.py"
 
 

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import click
 import pytest
+from cli_helpers import cli_in_process
 
 import tawq_core
 from tawq_core import cli as cli_module
 
 
-def test_version(tawq_cli):
+def test_version_from_a_fresh_interpreter(tawq_cli):
+    """The command as a user's shell starts it (cheap: `--version` imports no torch)."""
     result = tawq_cli("--version")
     assert result.returncode == 0
     assert tawq_core.__version__ in result.stdout
 
 
-def test_plugins_table_lists_backends_with_availability(tawq_cli):
-    result = tawq_cli("plugins")
+def test_plugins_table_lists_backends_with_availability():
+    result = cli_in_process("plugins")
     assert result.returncode == 0, result.stderr
     cpu_line = next(line for line in result.stdout.splitlines() if line.startswith("backend") and " cpu " in line)
     assert "available" in cpu_line and "tawq" in cpu_line

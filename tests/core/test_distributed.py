@@ -67,6 +67,7 @@ def _run(cmd: list[str], tmp_path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="torch built without gloo")
 def test_two_gloo_processes_match_one_process(tmp_path):
     (tmp_path / "worker.py").write_text(WORKER)

@@ -68,6 +68,7 @@ def runs(tawq_cli, broken_plugin_path, example_plugin_path, clash_plugin_path, t
     return results
 
 
+@pytest.mark.slow
 def test_plugins_that_exit_print_or_parse_arguments_at_import(runs):
     listing = runs["listing"]
     data = json.loads(listing.stdout)  # valid JSON: the chatty plugin's prints were kept off stdout
@@ -79,6 +80,7 @@ def test_plugins_that_exit_print_or_parse_arguments_at_import(runs):
     assert "broken-printer" in {row["name"] for row in data["plugins"]}  # it printed, and it works
 
 
+@pytest.mark.slow
 def test_a_name_two_third_party_plugins_register_is_refused_for_both_in_any_order(runs):
     outcomes = []
     for name in ("clash", "clash-reversed"):
@@ -93,6 +95,7 @@ def test_a_name_two_third_party_plugins_register_is_refused_for_both_in_any_orde
     assert "both registrations were refused" in error
 
 
+@pytest.mark.slow
 def test_unknown_names_in_the_selection_variables_are_reported(runs, monkeypatch):
     unknown = json.loads(runs["listing"].stdout)["unknown_selection"]
     assert unknown == ["TAWQ_DISABLE_PLUGINS names 'tawq-exampel', but no installed distribution provides tawq "
@@ -103,6 +106,7 @@ def test_unknown_names_in_the_selection_variables_are_reported(runs, monkeypatch
         "TAWQ_PLUGINS names 'nope'", "TAWQ_PLUGINS names 'tawq-example'"]
 
 
+@pytest.mark.slow
 def test_a_plugin_raising_during_train_is_one_line_naming_it(runs):
     assert_one_line_error(runs["raises"], "quantizer 'broken-raises' from distribution tawq-broken 6.6.6 failed: "
                           "ValueError: weights exploded (in tawq_broken.runtime.weights", "--debug", ignore_case=False)
@@ -133,12 +137,14 @@ def test_a_quantizer_returning_the_wrong_shape_is_named_before_torch_fails():
         layer(torch.ones(2, 3, 16))
 
 
+@pytest.mark.slow
 def test_exporting_a_neuron_without_a_dynamics_description_names_it(runs):
     assert runs["opaque"].returncode == 0, runs["opaque"].stderr  # trains fine at --timesteps 4
     assert_one_line_error(runs["export-opaque"], "neuron 'broken-opaque' from distribution tawq-broken 6.6.6 cannot "
                           "be expressed for NIR export", ignore_case=False)
 
 
+@pytest.mark.slow
 def test_bench_records_the_failed_cell_and_finishes_the_run(runs):
     result = runs["bench"]
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
@@ -150,6 +156,7 @@ def test_bench_records_the_failed_cell_and_finishes_the_run(runs):
     assert "SystemExit: called sys.exit(4)" in records["broken-exits"]["reason"]  # sys.exit() did not end the run
 
 
+@pytest.mark.slow
 def test_plugins_check_prints_a_pass_fail_table(runs):
     result = runs["check"]
     assert result.returncode == 1

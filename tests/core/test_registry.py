@@ -78,6 +78,7 @@ def test_registry_isolates_failures_without_installed_distributions(tmp_path, mo
     assert len(registry.failures) == 2
 
 
+@pytest.mark.slow
 def test_example_plugin_installed_for_real(example_plugin_path, tawq_cli):
     result = tawq_cli("plugins", "--json", extra_path=[example_plugin_path])
     assert result.returncode == 0, result.stderr
@@ -90,6 +91,7 @@ def test_example_plugin_installed_for_real(example_plugin_path, tawq_cli):
     assert data["failures"] == []
 
 
+@pytest.mark.slow
 def test_example_plugin_create_works(example_plugin_path, monkeypatch):
     monkeypatch.syspath_prepend(str(example_plugin_path))
     registry = Registry().load()
@@ -102,6 +104,7 @@ def test_example_plugin_create_works(example_plugin_path, monkeypatch):
     assert neuron(torch.full((4, 1), 0.5)).flatten().tolist() == [0.0, 1.0, 0.0, 1.0]
 
 
+@pytest.mark.slow
 def test_broken_plugins_are_reported_and_others_keep_working(broken_plugin_path, example_plugin_path,
                                                              tawq_cli):
     result = tawq_cli("plugins", "--json", extra_path=[broken_plugin_path, example_plugin_path])
@@ -126,6 +129,7 @@ def test_broken_plugins_are_reported_and_others_keep_working(broken_plugin_path,
     assert "fp32" in text.stdout
 
 
+@pytest.mark.slow
 def test_plugin_selection_environment_variables(broken_plugin_path, example_plugin_path, tawq_cli):
     paths = [broken_plugin_path, example_plugin_path]
     disabled = json.loads(tawq_cli("plugins", "--json", extra_path=paths,

@@ -17,6 +17,7 @@ TEMPLATE = ROOT / "examples" / "tawq-example"
 SNIPPET = re.compile(r"```(?:python|toml)\n# (examples/tawq-example/\S+)( \(excerpt\))?\n(.*?)```", re.S)
 
 
+@pytest.mark.slow
 def test_template_tests_pass_against_the_installed_plugin(example_plugin_path, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAWQ_")}
     env["PYTHONPATH"] = str(example_plugin_path)

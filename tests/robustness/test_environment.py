@@ -35,6 +35,7 @@ print(json.dumps({"quantizers": quantizers, "shape": list(w.shape), "spikes": fl
 """
 
 
+@pytest.mark.slow
 def test_kernels_compile_uncached_with_one_warning_when_no_cache_folder_is_writable():
     result = subprocess.run([sys.executable, "-c", NO_CACHE_LOCATION], capture_output=True, text=True,
                             env=cli_env(), timeout=300)

@@ -12,6 +12,8 @@ from robustness_helpers import bench, cache_mtimes
 
 from tawq_core.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.slow  # real `tawq bench` processes sent SIGINT/SIGKILL, then re-run
+
 
 def _results_that_must_match(results: dict) -> dict:
     """Everything but timings and meters: accuracy, storage (bits/weight, packed bytes), op counts, estimates."""

@@ -5,8 +5,11 @@ hook that raises, a name taken from a built-in, a misspelled hook), and TAWQ_DIS
 
 from __future__ import annotations
 
+import pytest
 from cli_helpers import assert_one_line_error
 from robustness_helpers import run_many
+
+pytestmark = pytest.mark.slow  # real `tawq` processes with the tawq-broken distribution installed
 
 
 def test_bench_on_builtins_works_with_broken_plugins_installed(bench_runs):

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from safetensors.torch import load_file
+
+pytestmark = pytest.mark.slow  # two real `tawq train` + `tawq export` processes, one with tawq-broken installed
 
 
 def test_same_seed_gives_identical_accuracy_checkpoint_and_packed_weights(train_replicates):
