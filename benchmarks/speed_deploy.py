@@ -36,7 +36,7 @@ from speed_trained import TrainedNet
 from torch import Tensor, nn
 
 import tawq_core
-from tawq_core.deploy import deploy_packed_layer, kernels_used, resident_bytes, spike_driven
+from tawq_core.deploy import DeployedLayer, deploy_packed_layer, kernels_used, resident_bytes, spike_driven
 
 T = 4
 QUANTIZERS = ("tawq", "mtawq", "ternary", "binary", "ptq8")
@@ -116,6 +116,37 @@ def _inference(net: nn.Module, x: Tensor) -> Callable[[], Tensor]:
     return infer
 
 
+def deployable_share(fp32: nn.Module, layer_names: set[str], x: Tensor, repeats: int) -> dict[str, float]:
+    """Fraction of the fp32 forward spent in the layers a deployed form replaces (forward hooks around them),
+    median over `repeats`; ``ceiling`` = 1 / (1 - share) is the most any deployed kernel could speed the whole
+    model up by (Amdahl: stem, head, BatchNorm, neurons and pooling keep their fp32 time)."""
+    spent: list[float] = []
+    starts: dict[str, float] = {}
+    modules = dict(fp32.named_modules())
+
+    def begin(name: str) -> Callable[..., None]:
+        return lambda *_: starts.__setitem__(name, time.perf_counter())
+
+    def end(name: str) -> Callable[..., None]:
+        return lambda *_: spent.append(time.perf_counter() - starts[name])
+
+    hooks = [h for name in sorted(layer_names) for h in (modules[name].register_forward_pre_hook(begin(name)),
+                                                         modules[name].register_forward_hook(end(name)))]
+    shares = []
+    try:
+        with torch.inference_mode():
+            for _ in range(repeats + 1):
+                spent.clear()
+                start = time.perf_counter()
+                fp32(x)
+                shares.append(sum(spent) / (time.perf_counter() - start))
+    finally:
+        for h in hooks:
+            h.remove()
+    share = statistics.median(shares[1:])
+    return {"share": round(share, 4), "ceiling": round(1 / max(1e-9, 1 - share), 2)}
+
+
 def _agreement(reference: nn.Module, net: nn.Module, x: Tensor) -> dict[str, Any]:
     with torch.inference_mode():
         want, got = reference(x), net(x)
@@ -163,8 +194,11 @@ def measure_net(label: str, fp32: nn.Module, name: str, options: dict[str, Any],
     row: dict[str, Any] = {"label": label, "model": name, "options": options, "batch": int(x.shape[1]),
                            "timesteps": T, "bn_gain": scale, "layer_rates": rates, "median_rate": _median(rates),
                            "repeats": repeats, "variants": {}}
+    deployable = {name for name, m in nets[SPIKE].named_modules() if isinstance(m, DeployedLayer)}
+    row["deployable_share"] = {}
     for batch in (1, int(x.shape[1])):
         xb = x[:, :batch].contiguous()
+        row["deployable_share"][str(batch)] = deployable_share(fp32, deployable, xb, max(3, repeats))
         timed = {k: net for k, net in nets.items() if batch == 1 or k not in batch_1_only}
         samples = interleaved({k: _inference(net, xb) for k, net in timed.items()}, warmup, repeats)
         for k, s in samples.items():
@@ -249,6 +283,13 @@ def table(result: dict[str, Any]) -> list[str]:
                          f"{up['1']:.2f} / {up_n} | {v['resident_bytes'] / 1024:,.1f} | "
                          f"{v['resident_vs_fp32']:.2f} | {'n/a' if rss is None else f'{rss / 1024:,.0f}'} | "
                          f"{rate:.3f} | {kernels} |")
+    lines += ["", "Share of the fp32 forward in the layers the deployed forms replace (the rest keeps its fp32 time), "
+              "and the speed-up ceiling it sets, 1 / (1 - share):", "",
+              "| net | batch 1 share | ceiling | batch N share | ceiling |", "|---|---|---|---|---|"]
+    for r in result["rows"]:
+        one, many = r["deployable_share"]["1"], r["deployable_share"][str(r["batch"])]
+        lines.append(f"| {r['label']} | {one['share']:.2f} | {one['ceiling']:.2f}x | {many['share']:.2f} "
+                     f"(B={r['batch']}) | {many['ceiling']:.2f}x |")
     sweep = result["rate_sweep"]
     lines += ["", f"One layer ({sweep['layer']}), deployed ternary vs fp32 dense, ms (speed-up):", "",
               "| input firing rate | " + " | ".join(f"{round(100 * r)} %" for r in sweep["rates"]) + " |",

@@ -44,5 +44,7 @@ def test_tiny_net_rows_and_rate_sweep(tmp_path):
     assert variants[speed_deploy.SPIKE]["agreement_with_fp32"]["max_rel_diff"] < 1e-4
     assert len(sweep["points"]) == 4 and all(p["speedup"] > 0 for p in sweep["points"])
     lines = speed_deploy.table({"rows": [row], "rate_sweep": sweep})
-    assert sum(line.startswith("| tiny |") for line in lines) == len(variants)
+    assert sum(line.startswith("| tiny |") for line in lines) == len(variants) + 1  # + its share row
     assert sum("not timed (B=4)" in line for line in lines) == 1
+    for share in row["deployable_share"].values():  # the spike-fed convs of the tiny net: a real part of it
+        assert 0 < share["share"] < 1 and share["ceiling"] == pytest.approx(1 / (1 - share["share"]), rel=0.02)
