@@ -3,16 +3,27 @@
 Every `TawqError` becomes one line on stderr and exit code 2 (``--debug`` shows the traceback), and
 so does any exception (SystemExit included) raised inside a third-party plugin's code: the line names
 the plugin, its kind and distribution (`tawq_core.plugin_boundary`).
+
+torch auto-loads an installed torch_npu at ``import torch``; without Ascend CANN that import fails and
+takes torch down with it. tawq's npu backend imports torch_npu itself when it is used, so the command
+turns auto-loading off for its own process before anything imports torch (this module imports no torch
+at its top). A library must not do that to its host process: programs importing tawq on such machines
+set ``TORCH_DEVICE_BACKEND_AUTOLOAD=0`` themselves (docs/backends.md).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
 
 from tawq_core.errors import Interrupted, TawqError
+
+#: torch's switch for loading device extensions (torch_npu) at ``import torch``; the command sets it to 0
+#: unless the caller chose a value.
+TORCH_AUTOLOAD = "TORCH_DEVICE_BACKEND_AUTOLOAD"
 
 # command name -> "module:attribute"; imported only when that command runs, so `tawq --help`
 # and `tawq plugins` stay fast and a broken command module cannot break the others.
@@ -62,6 +73,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault(TORCH_AUTOLOAD, "0")  # before any command imports torch
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
