@@ -82,3 +82,24 @@ def test_float32_gemm_choice_is_exact_too(quantizer, monkeypatch):
     assert set(kernels_used(deployed).values()) == {"cpu.fp32-gemm.int8" if quantizer == "ptq8"
                                                     else "cpu.fp32-gemm.bitplanes"}
     assert torch.equal(logits, expected)
+
+
+@pytest.mark.parametrize("model_name", ["mlp", "sew-resnet-1d", "sew-resnet-2d", "spikingformer"])
+def test_batch_1_runs_all_weight_steps_as_one_product_exactly(model_name, monkeypatch):
+    """At batch 1 the T per-step products of the float32 path run as one grouped conv / batched matmul:
+    every deployed pre-activation still equals the fp32 reference."""
+    from tawq_backends.kernels.gemm_choice import ENV, choice
+
+    monkeypatch.setenv(ENV, "off")
+    choice.cache_clear()
+    model, x = quantized_model(model_name, "tawq")
+    x = x[:, :1].contiguous()
+    for deployed in (deploy(model), deploy(model, backend="torch")):
+        layers = _record(deployed, (DeployedLayer,))
+        with torch.no_grad():
+            logits = deployed(x)
+        fake_quant = dict(model.named_modules())
+        for name, (inp, out) in layers.items():
+            assert torch.equal(out, reference(fake_quant[name], inp)), name
+        with torch.no_grad():
+            assert torch.equal(logits.argmax(1), model(x).argmax(1))
