@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import subprocess
@@ -62,6 +63,17 @@ def run_tawq(*args: str, extra_path: list[Path] | None = None, env: dict[str, st
 @pytest.fixture(scope="session")
 def tawq_cli():
     return run_tawq
+
+
+@pytest.fixture
+def quick_collections():
+    """The cpu backend's peak-memory meter runs a full `gc.collect()` per bench cell; in a test process
+    holding everything pytest imported that is ~0.3 s each. Objects alive before the test are left out of
+    collections (`gc.freeze`): a collection still frees everything the test itself dropped. Folders that
+    run benches request it."""
+    gc.freeze()
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ calibrate, op counting, energy, storage, measurement, report).
 from __future__ import annotations
 
 import dataclasses
-import gc
 import importlib.util
 import sys
 from collections.abc import Callable
@@ -19,10 +18,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 from tawq_core.bench import load_preset, preset_names, run_bench
 from tawq_core.bench.config import BenchConfig
+
+pytestmark = pytest.mark.slow  # every shipped preset end to end, at its shipped measure batch and T
 
 WRITERS_FILE = Path(__file__).resolve().parents[1] / "plugins" / "datasets" / "dataset_writers.py"
 
@@ -134,15 +134,9 @@ def small(cfg: BenchConfig, data_dir: Path) -> BenchConfig:
 
 
 @pytest.fixture(autouse=True)
-def quick_collections():
-    """The cpu backend's peak-memory meter runs a full `gc.collect()` per cell; in a test process holding
-    everything pytest imported that is ~0.3 s each. Objects alive before the test are left out of
-    collections (`gc.freeze`): the collection still frees everything the bench itself dropped."""
-    before = torch.get_num_threads()
-    gc.freeze()
-    yield
-    gc.unfreeze()
-    torch.set_num_threads(before)
+def _quick(quick_collections, one_thread):
+    """Quick bench collections, and the torch thread count the presets' `threads = 1` changes restored after
+    (the shared fixtures of tests/conftest.py)."""
 
 
 @pytest.mark.parametrize("name", preset_names())

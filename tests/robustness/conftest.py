@@ -76,5 +76,6 @@ def train_replicates(broken_plugin_path, tmp_path_factory) -> tuple[TrainReplica
 
 
 @pytest.fixture(autouse=True)
-def _single_thread(one_thread):
-    """Every test here runs on one torch thread (the shared `one_thread` fixture of tests/conftest.py)."""
+def _single_thread(one_thread, quick_collections):
+    """Every test here runs on one torch thread, and the benches it runs in-process collect only what they
+    dropped (the shared `one_thread` and `quick_collections` fixtures of tests/conftest.py)."""

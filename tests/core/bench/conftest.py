@@ -43,5 +43,6 @@ def tiny_preset(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _single_thread(one_thread):
-    """Every test here runs on one torch thread (the shared `one_thread` fixture of tests/conftest.py)."""
+def _single_thread(one_thread, quick_collections):
+    """Every test here runs on one torch thread, and its bench's collections skip what was alive before it
+    (the shared `one_thread` and `quick_collections` fixtures of tests/conftest.py)."""

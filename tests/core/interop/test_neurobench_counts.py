@@ -137,7 +137,7 @@ calibration_batches = 1
 """
 
 
-def test_bench_records_and_shows_the_neurobench_section(tmp_path):
+def test_bench_records_and_shows_the_neurobench_section(tmp_path, one_thread, quick_collections):
     preset = tmp_path / "nb.toml"
     preset.write_text(TINY)
     result = run_bench(load_preset(str(preset)), tmp_path / "out")

@@ -13,9 +13,13 @@ from tawq_plugins.datasets import embedded
 
 
 @pytest.fixture(scope="session")
-def mnist1d_dir(tmp_path_factory):
-    """A data dir whose mnist1d cache is generated once for the whole session (a few seconds)."""
-    root = tmp_path_factory.mktemp("mnist1d-data")
+def mnist1d_dir(request, tmp_path_factory):
+    """A data dir holding the generated mnist1d cache, only ever read by the tests. Generating takes 10-30 s,
+    so the folder lives in pytest's cache (.pytest_cache) and, like the plugin's own cache, is generated
+    once per mnist1d release (the file name holds it); without the cache plugin, once per session in a
+    temporary folder. The determinism test generates afresh and compares with it."""
+    cache = getattr(request.config, "cache", None)
+    root = cache.mkdir("tawq-mnist1d-data") if cache is not None else tmp_path_factory.mktemp("mnist1d-data")
     tawq_core.create("dataset", "mnist1d", data_dir=str(root))
     return root
 
@@ -58,6 +62,7 @@ def test_mnist1d_is_standardized_as_generated(mnist1d_arrays):
     assert abs(mnist1d_arrays["x"].mean()) < 0.05 and abs(mnist1d_arrays["x"].std() - 1) < 0.05  # 4,000 of 5,000
 
 
+@pytest.mark.slow  # a second full generation of the 24,000 samples
 def test_mnist1d_generation_is_deterministic_and_leaves_global_rngs_alone(mnist1d_arrays):
     np.random.seed(123)
     expected_next = np.random.get_state()[1].copy()
