@@ -109,7 +109,15 @@ class Recipe:
 
     @property
     def mode(self) -> QuantMode:
-        return QuantMode.NONE if self.quant is None else self.quant.mode
+        """NONE for the fp32 reference. A quantizer that itself quantizes nothing (mode NONE, e.g. a plugin
+        wrapping fp32) follows the recipe: given a Calibration it is applied post-training (a copy of the
+        reference with its layers swapped in: how the bench compares such a row), without one it is trained
+        like the reference (`tawq train`)."""
+        if self.quant is None:
+            return QuantMode.NONE
+        if self.quant.mode is QuantMode.NONE:
+            return QuantMode.PTQ if self.calibration is not None else QuantMode.NONE
+        return self.quant.mode
 
     @property
     def seed(self) -> int:

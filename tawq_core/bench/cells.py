@@ -55,16 +55,24 @@ def quant_spec(cfg: BenchConfig, row: str) -> QuantSpec:
     return QuantSpec(new_quantizer(cfg, row), cfg.quant_policy(row))
 
 
+def reference_row(cfg: BenchConfig) -> str:
+    """The row every other is compared with, known by its mode: the first unquantized one (the config puts
+    the built-in fp32 row first)."""
+    return next(q for q in cfg.quantizers if quant_spec(cfg, q).mode is QuantMode.NONE)
+
+
 def row_mode(cfg: BenchConfig, row: str) -> QuantMode:
-    """How a row's model is produced (`QuantSpec.mode`); `QuantMode.NONE` marks the fp32 reference."""
-    return quant_spec(cfg, row).mode
+    """How a row's model is produced (`Recipe.mode`): `QuantMode.NONE` for the reference row only; any other
+    row whose quantizer quantizes nothing is produced like PTQ (the reference with its layers swapped in)."""
+    mode = quant_spec(cfg, row).mode
+    return QuantMode.PTQ if mode is QuantMode.NONE and row != reference_row(cfg) else mode
 
 
 def recipe(cfg: BenchConfig, splits: DatasetSplits, seed: int, row: str) -> Recipe:
     """How the pipeline produces a row's model for `seed`: the reference row trains with ``[train]``, QAT rows
     with ``[qat]`` from `qat_init`, PTQ rows calibrate a copy of the reference."""
     quant = quant_spec(cfg, row)
-    mode = quant.mode
+    mode = row_mode(cfg, row)
     fp32_train = cfg.train_config(seed)
     return Recipe(model_spec(cfg, splits), cfg.train_config(seed, qat=mode is QuantMode.QAT),
                   None if mode is QuantMode.NONE else quant, cfg.qat_init,

@@ -61,7 +61,7 @@ class Runner:
         self._check_names()
         self.modes = {q: cells.row_mode(cfg, q) for q in cfg.quantizers}
         #: the row every other is compared with, known by its mode (unquantized), not by its name
-        self.reference = next(q for q, mode in self.modes.items() if mode is QuantMode.NONE)
+        self.reference = cells.reference_row(cfg)
         self.backends, self.unavailable = self._resolve_backends()
         self.train_backend = next(b for b in self.backends if b.name not in self.unavailable)
         self._splits: DatasetSplits | None = None

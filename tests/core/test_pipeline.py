@@ -50,6 +50,9 @@ def test_modes_come_from_the_quantizer_and_a_mixed_policy(spec):
     assert QuantSpec(create("quantizer", "ptq8")).mode is QuantMode.PTQ
     mixed = QuantSpec(create("quantizer", "ptq8"), QuantPolicy(layer_quantizers={"*": "tawq"}))
     assert mixed.mode is QuantMode.QAT  # any QAT quantizer makes the whole model trained
+    unquantized = QuantSpec(create("quantizer", "fp32"))  # a quantizer whose own mode is NONE
+    assert Recipe(spec, CONFIG, unquantized).mode is QuantMode.NONE  # trained like the reference (tawq train)
+    assert Recipe(spec, CONFIG, unquantized, calibration=Calibration(64)).mode is QuantMode.PTQ  # bench rows
 
 
 def test_fp32_then_ptq_copy_and_distilled_fine_tune(spec, data, monkeypatch):
