@@ -83,6 +83,7 @@ def test_hanging_import_times_out(tmp_path, monkeypatch):
     assert not probe.importable and "did not finish within 1 s" in probe.reason
 
 
+@pytest.mark.slow  # the probe's child process imports torch
 def test_importable_stand_in_reports_its_devices(tmp_path, monkeypatch):
     stand_in_torch_npu(tmp_path, monkeypatch, """
         import types

@@ -30,6 +30,7 @@ def _paper_model(batch_size: int):
     return cfg, model
 
 
+@pytest.mark.slow  # twelve meta-device forwards of the full imagenet-spikingformer-8-384
 def test_paper_preset_at_its_batch_is_refused_from_a_meta_estimate():
     cfg, model = _paper_model(512)
     assert all(p.is_meta for p in model.parameters())

@@ -16,6 +16,7 @@ needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, re
 
 
 @needs_triton
+@pytest.mark.slow  # every geometry through Triton's CPU interpreter, in its own interpreter
 def test_interpreted_triton_kernel_is_exact_on_every_geometry_and_quantizer():
     script = Path(__file__).with_name("triton_interpret_check.py")
     env = {**os.environ, "TRITON_INTERPRET": "1"}
