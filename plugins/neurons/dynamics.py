@@ -26,7 +26,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from tawq_core.plugin import NeuronDynamics
+from tawq_core.plugin import NeuronDynamics, use_kernel
 from tawq_plugins.neurons.surrogate import get_surrogate
 
 Leak = float | Tensor | None
@@ -103,12 +103,12 @@ def _kernels(d: NeuronDynamics, x: Tensor) -> Kernels:
     if x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1":
         from tawq_plugins.neurons import fused
 
-        if not fused.unsupported(d, x):
+        if use_kernel("neuron (Triton)", fused.unsupported(d, x)):
             return Kernels(fused.run, fused.bptt)
     elif x.device.type == "cpu":
         from tawq_plugins.neurons import cpu_fused
 
-        if not cpu_fused.unsupported(d, x):
+        if use_kernel("neuron (numba, CPU)", cpu_fused.unsupported(d, x)):
             return Kernels(cpu_fused.run, cpu_fused.bptt, recompute=True)
     return EAGER
 
