@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import click
 import pytest
 from cli_helpers import cli_in_process
@@ -10,11 +15,17 @@ import tawq_core
 from tawq_core import cli as cli_module
 
 
-def test_version_from_a_fresh_interpreter(tawq_cli):
-    """The command as a user's shell starts it (cheap: `--version` imports no torch)."""
-    result = tawq_cli("--version")
-    assert result.returncode == 0
-    assert tawq_core.__version__ in result.stdout
+def test_the_installed_console_script(tmp_path):
+    """`tawq` as a user's shell starts it: the entry point pyproject.toml declares, in a fresh process
+    (cheap: neither call imports torch). Everything else here calls the same `main` in-process."""
+    script = shutil.which("tawq", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("the tawq console script is not installed next to this interpreter")
+    version = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert version.returncode == 0, version.stderr
+    assert tawq_core.__version__ in version.stdout
+    unknown = subprocess.run([script, "no-such-command"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert unknown.returncode == 2 and "No such command" in unknown.stderr and "Traceback" not in unknown.stderr
 
 
 def test_plugins_table_lists_backends_with_availability():
