@@ -113,7 +113,7 @@ def sampled_energy(
     elif window < min_window_s:
         reading.result = Measurement.unavailable(
             "J", f"window {window:.3f} s is shorter than the {min_window_s:g} s this power sampling needs; "
-                 "repeat the workload (tawq_core.energy.measure_energy)", **details)
+                 "repeat the workload (tawq_core.measure.energy.measure_energy)", **details)
     else:
         rate = (len(sampler.samples) - 1) / max(sampler.samples[-1][0] - sampler.samples[0][0], 1e-9)
         details["rate_hz"] = rate

@@ -3,7 +3,7 @@
 Preferred: the board's total-energy counter (``nvmlDeviceGetTotalEnergyConsumption``, millijoules since
 the driver loaded; Volta and newer). It is refreshed only every 20-100 ms, so a region must last far
 longer than that for the difference to mean anything: regions under `COUNTER_UPDATE_S` get no figure
-and `tawq_core.energy.measure_energy` repeats a workload for at least the backend's minimum window.
+and `tawq_core.measure.energy.measure_energy` repeats a workload for at least the backend's minimum window.
 Fallback on older boards: ``nvmlDeviceGetPowerUsage`` (mW) sampled in a background thread and
 integrated (see `_power`). Both are whole-board figures: other processes on the same GPU count too.
 """
@@ -117,7 +117,7 @@ def nvml_energy(
         reading.result = Measurement.unavailable(
             "J", f"window {window:.3f} s is shorter than the NVML energy counter's update period "
                  f"(20-100 ms; {min_window_s:g} s required); repeat the workload "
-                 "(tawq_core.energy.measure_energy)", **details)
+                 "(tawq_core.measure.energy.measure_energy)", **details)
     elif last_mj < first_mj:
         reading.result = Measurement.unavailable(
             "J", "the NVML energy counter went backwards (driver reloaded during the region)", **details)

@@ -2,7 +2,7 @@
 
 In eval mode without autograd, a quantized layer computes its effective weights once and reuses them
 while its cache key holds. The key includes a checksum of the weight and quantizer-state values
-(`tawq_core.layers.fingerprint`), because in-place ``.data`` edits bump no version counter. Measured in
+(`tawq_core.nn.layers.fingerprint`), because in-place ``.data`` edits bump no version counter. Measured in
 one run, timed in turns (`speed_timing.interleaved`): an eval forward with the cache, the same forward
 recomputing the weights every call, the weights alone (every quantized layer's quantizer), and the
 cache key alone (what every cached forward pays). The figures to read are the two ratios.

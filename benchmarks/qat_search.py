@@ -26,7 +26,7 @@ import torch
 import tawq_core
 from tawq_core.bench import cells, load_preset
 from tawq_core.files import atomic_path
-from tawq_core.training import TrainConfig, evaluate, seed_everything, train
+from tawq_core.training.loop import TrainConfig, evaluate, seed_everything, train
 
 #: Candidate [qat] sections: a small grid over length, learning rate and distillation.
 CANDIDATES: dict[str, dict[str, Any]] = {

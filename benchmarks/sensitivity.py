@@ -29,7 +29,7 @@ import tawq_core
 from tawq_core import quantize
 from tawq_core.bench import cells, load_preset
 from tawq_core.files import write_json_atomic
-from tawq_core.training import TrainConfig, evaluate, train
+from tawq_core.training.loop import TrainConfig, evaluate, train
 
 ALL = "all layers"
 

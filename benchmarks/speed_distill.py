@@ -21,7 +21,7 @@ import torch
 from speed_timing import interleaved, load_average, summary
 
 import tawq_core
-from tawq_core.distill import DistillationLoss, teacher_logits
+from tawq_core.training.distill import DistillationLoss, teacher_logits
 
 T, BATCH, EPOCHS = 4, 128, 4
 

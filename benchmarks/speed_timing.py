@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from tawq_core.hardware import cpu_model_name
+from tawq_core.measure.hardware import cpu_model_name
 
 ROOT = Path(__file__).resolve().parents[1]
 

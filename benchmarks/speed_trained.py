@@ -21,7 +21,7 @@ import tawq_core
 from tawq_core.bench import load_preset
 from tawq_core.bench.cells import build_model, model_inputs
 from tawq_core.bench.config import REFERENCE, digest
-from tawq_core.checkpoint import load_checkpoint, load_into, save_checkpoint
+from tawq_core.training.checkpoint import load_checkpoint, load_into, save_checkpoint
 
 LABEL = "SEW-ResNet (1,1)x48, MNIST-1D, trained (default preset)"
 

@@ -20,43 +20,58 @@ from typing import TYPE_CHECKING, Any
 #: module -> the public names it defines, for the lazy look-up (tests check that it, the imports for type
 #: checkers below and `__all__` name the same things)
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "tawq_core.backend": ("Availability", "Backend", "MeterReading", "Timer"),
-    "tawq_core.calibration": ("calibrate",),
-    "tawq_core.checkpoint": ("build_from_checkpoint", "load_checkpoint", "load_into", "save_checkpoint"),
-    "tawq_core.data": ("DatasetFactory", "DatasetSplits", "Encoding", "encode_batch"),
     "tawq_core.deploy": ("deploy",),
-    "tawq_core.energy": ("EnergyModel", "estimate_energy", "measure_energy"),
-    "tawq_core.errors": ("BackendUnavailable", "CheckpointError", "ConfigError", "DatasetNotFound",
-                         "MissingDependency", "PluginError", "PluginNotFound", "ShapeError", "TawqError",
-                         "TrainingDiverged"),
     "tawq_core.export": ("export", "load_packed"),
-    "tawq_core.hookspecs": ("hookimpl",),
-    "tawq_core.latency": ("LatencyStats", "measure_latency"),
-    "tawq_core.layers": ("QuantConv1d", "QuantConv2d", "QuantLinear"),
-    "tawq_core.measurement": ("Measurement",),
-    "tawq_core.model": ("ModelFactory",),
-    "tawq_core.neuron": ("Neuron",),
-    "tawq_core.quantization": ("QuantizeReport", "QuantPolicy", "SkipReason", "UnmarkedRule", "quantize",
-                               "quantized_layers", "set_timesteps"),
-    "tawq_core.quantizer": ("PackedWeight", "Quantizer", "QuantMode"),
-    "tawq_core.registry": ("create", "get_registry", "list_plugins"),
-    "tawq_core.resources": ("MemoryEstimate", "check_training_memory", "estimate_training_memory"),
-    "tawq_core.roles": ("LayerRole", "mark", "role_of"),
-    "tawq_core.sops": ("OpsCounter", "OpsReport", "count_ops"),
-    "tawq_core.time_layout": ("stepwise",),
-    "tawq_core.train_resume": ("ResumeFile",),
-    "tawq_core.training": ("EpochRecord", "TrainConfig", "TrainResult", "evaluate", "seed_everything", "train"),
+    "tawq_core.measure.energy": ("EnergyModel", "estimate_energy", "measure_energy"),
+    "tawq_core.measure.latency": ("LatencyStats", "measure_latency"),
+    "tawq_core.measure.measurement": ("Measurement",),
+    "tawq_core.measure.sops": ("OpsCounter", "OpsReport", "count_ops"),
+    "tawq_core.nn.calibration": ("calibrate",),
+    "tawq_core.nn.layers": ("QuantConv1d", "QuantConv2d", "QuantLinear"),
+    "tawq_core.nn.quantization": ("QuantizeReport", "QuantPolicy", "SkipReason", "UnmarkedRule", "quantize",
+                                  "quantized_layers", "set_timesteps"),
+    "tawq_core.nn.roles": ("LayerRole", "mark", "role_of"),
+    "tawq_core.nn.time_layout": ("stepwise",),
+    "tawq_core.plugin_api.backend": ("Availability", "Backend", "MeterReading", "Timer"),
+    "tawq_core.plugin_api.data": ("DatasetFactory", "DatasetSplits", "Encoding", "encode_batch"),
+    "tawq_core.plugin_api.errors": ("BackendUnavailable", "CheckpointError", "ConfigError", "DatasetNotFound",
+                                    "MissingDependency", "PluginError", "PluginNotFound", "ShapeError",
+                                    "TawqError", "TrainingDiverged"),
+    "tawq_core.plugin_api.hookspecs": ("hookimpl",),
+    "tawq_core.plugin_api.model": ("ModelFactory",),
+    "tawq_core.plugin_api.neuron": ("Neuron",),
+    "tawq_core.plugin_api.quantizer": ("PackedWeight", "Quantizer", "QuantMode"),
+    "tawq_core.plugin_api.registry": ("create", "get_registry", "list_plugins"),
+    "tawq_core.training.checkpoint": ("build_from_checkpoint", "load_checkpoint", "load_into", "save_checkpoint"),
+    "tawq_core.training.loop": ("EpochRecord", "TrainConfig", "TrainResult", "evaluate", "seed_everything", "train"),
+    "tawq_core.training.resources": ("MemoryEstimate", "check_training_memory", "estimate_training_memory"),
+    "tawq_core.training.train_resume": ("ResumeFile",),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 if TYPE_CHECKING:  # what the names are, for type checkers and editors (tests check it matches _EXPORTS)
-    from tawq_core.backend import Availability, Backend, MeterReading, Timer
-    from tawq_core.calibration import calibrate
-    from tawq_core.checkpoint import build_from_checkpoint, load_checkpoint, load_into, save_checkpoint
-    from tawq_core.data import DatasetFactory, DatasetSplits, Encoding, encode_batch
     from tawq_core.deploy import deploy
-    from tawq_core.energy import EnergyModel, estimate_energy, measure_energy
-    from tawq_core.errors import (
+    from tawq_core.export import export, load_packed
+    from tawq_core.measure.energy import EnergyModel, estimate_energy, measure_energy
+    from tawq_core.measure.latency import LatencyStats, measure_latency
+    from tawq_core.measure.measurement import Measurement
+    from tawq_core.measure.sops import OpsCounter, OpsReport, count_ops
+    from tawq_core.nn.calibration import calibrate
+    from tawq_core.nn.layers import QuantConv1d, QuantConv2d, QuantLinear
+    from tawq_core.nn.quantization import (
+        QuantizeReport,
+        QuantPolicy,
+        SkipReason,
+        UnmarkedRule,
+        quantize,
+        quantized_layers,
+        set_timesteps,
+    )
+    from tawq_core.nn.roles import LayerRole, mark, role_of
+    from tawq_core.nn.time_layout import stepwise
+    from tawq_core.plugin_api.backend import Availability, Backend, MeterReading, Timer
+    from tawq_core.plugin_api.data import DatasetFactory, DatasetSplits, Encoding, encode_batch
+    from tawq_core.plugin_api.errors import (
         BackendUnavailable,
         CheckpointError,
         ConfigError,
@@ -68,30 +83,15 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors (tests ch
         TawqError,
         TrainingDiverged,
     )
-    from tawq_core.export import export, load_packed
-    from tawq_core.hookspecs import hookimpl
-    from tawq_core.latency import LatencyStats, measure_latency
-    from tawq_core.layers import QuantConv1d, QuantConv2d, QuantLinear
-    from tawq_core.measurement import Measurement
-    from tawq_core.model import ModelFactory
-    from tawq_core.neuron import Neuron
-    from tawq_core.quantization import (
-        QuantizeReport,
-        QuantPolicy,
-        SkipReason,
-        UnmarkedRule,
-        quantize,
-        quantized_layers,
-        set_timesteps,
-    )
-    from tawq_core.quantizer import PackedWeight, Quantizer, QuantMode
-    from tawq_core.registry import create, get_registry, list_plugins
-    from tawq_core.resources import MemoryEstimate, check_training_memory, estimate_training_memory
-    from tawq_core.roles import LayerRole, mark, role_of
-    from tawq_core.sops import OpsCounter, OpsReport, count_ops
-    from tawq_core.time_layout import stepwise
-    from tawq_core.train_resume import ResumeFile
-    from tawq_core.training import EpochRecord, TrainConfig, TrainResult, evaluate, seed_everything, train
+    from tawq_core.plugin_api.hookspecs import hookimpl
+    from tawq_core.plugin_api.model import ModelFactory
+    from tawq_core.plugin_api.neuron import Neuron
+    from tawq_core.plugin_api.quantizer import PackedWeight, Quantizer, QuantMode
+    from tawq_core.plugin_api.registry import create, get_registry, list_plugins
+    from tawq_core.training.checkpoint import build_from_checkpoint, load_checkpoint, load_into, save_checkpoint
+    from tawq_core.training.loop import EpochRecord, TrainConfig, TrainResult, evaluate, seed_everything, train
+    from tawq_core.training.resources import MemoryEstimate, check_training_memory, estimate_training_memory
+    from tawq_core.training.train_resume import ResumeFile
 
     __version__: str
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tawq_core.errors import ConfigError
+from tawq_core.plugin_api.errors import ConfigError
 
 #: Permissions of every file written here: what `open()` gives under the usual umask (mkstemp's 0600 would
 #: make shared results and caches unreadable to the rest of a group).

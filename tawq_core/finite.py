@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tawq_core.errors import ConfigError, TawqError
+from tawq_core.plugin_api.errors import ConfigError, TawqError
 
 
 def _is_float(t: Tensor) -> bool:

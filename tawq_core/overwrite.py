@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from tawq_core.errors import ConfigError
+from tawq_core.plugin_api.errors import ConfigError
 
 
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:

@@ -28,14 +28,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from tawq_core import distributed, resources
-from tawq_core.data import DatasetSplits, encode_batch
-from tawq_core.errors import ConfigError
-from tawq_core.quantization import QuantizeReport, QuantPolicy, quantize
-from tawq_core.quantizer import Quantizer, QuantMode
-from tawq_core.registry import create
-from tawq_core.train_resume import ResumeFile
-from tawq_core.training import TrainConfig, TrainResult, evaluate, seed_everything, train
+from tawq_core.nn.quantization import QuantizeReport, QuantPolicy, quantize
+from tawq_core.plugin_api.data import DatasetSplits, encode_batch
+from tawq_core.plugin_api.errors import ConfigError
+from tawq_core.plugin_api.quantizer import Quantizer, QuantMode
+from tawq_core.plugin_api.registry import create
+from tawq_core.training import distributed, resources
+from tawq_core.training.loop import TrainConfig, TrainResult, evaluate, seed_everything, train
+from tawq_core.training.train_resume import ResumeFile
 
 #: A model made on demand (the fp32 reference, a distillation teacher): only paid for when a stage needs it.
 ModelSource = Callable[[], nn.Module]
@@ -165,7 +165,7 @@ def quantize_model(model: nn.Module, spec: QuantSpec, timesteps: int) -> Quantiz
 
 def calibrate_model(model: nn.Module, data: Data, calibration: Calibration, device: torch.device) -> None:
     """Fit every quantized layer's state (`tawq_core.calibrate`) on the first training batches, in order."""
-    from tawq_core.calibration import calibrate
+    from tawq_core.nn.calibration import calibrate
 
     inputs = data.batches(data.splits.train, calibration.batch_size, calibration.batches, device)
     model.to(device)

@@ -26,14 +26,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tawq_core import jit, packed_checks
-from tawq_core.backend import peak_memory_measurement
+from tawq_core import jit
 from tawq_core.files import atomic_path
-from tawq_core.hardware import cpu_model_name
 from tawq_core.jit import use_kernel, worker_pool
-from tawq_core.neuron import NeuronDynamics, check_multistep
-from tawq_core.packing import pack_digits, pack_patterns, packed_size, unpack_digits, unpack_patterns
-from tawq_core.quantizer import check_timesteps, fan_in_dims, float32_weights, straight_through
+from tawq_core.measure.hardware import cpu_model_name
+from tawq_core.nn import packed_checks
+from tawq_core.nn.packing import pack_digits, pack_patterns, packed_size, unpack_digits, unpack_patterns
+from tawq_core.plugin_api.backend import peak_memory_measurement
+from tawq_core.plugin_api.neuron import NeuronDynamics, check_multistep
+from tawq_core.plugin_api.quantizer import check_timesteps, fan_in_dims, float32_weights, straight_through
 
 if TYPE_CHECKING:  # resolved on first use by `__getattr__` below
     from tawq_core.jit import UNAVAILABLE, njit

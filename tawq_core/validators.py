@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any, TypeVar
 
-from tawq_core.errors import ConfigError
+from tawq_core.plugin_api.errors import ConfigError
 
 
 def is_int_at_least(value: Any, minimum: int) -> bool:

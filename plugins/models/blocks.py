@@ -4,7 +4,7 @@ Layout convention (spikingjelly's SeqToANNContainer style): activations travel a
 stateless layers (conv, linear, BN, pooling) run on the folded ``[T*B, ...]`` view, neurons on the
 time-major one. `Flat` does the folding, so every conv/linear is called as ``layer(x_flat)`` and the
 quantizer can swap it for a ``QuantConv2d``/``QuantLinear`` that accepts exactly that layout (B comes
-from the model's forward, T is checked there: `tawq_core.time_layout`).
+from the model's forward, T is checked there: `tawq_core.nn.time_layout`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import statistics
 from collections.abc import Iterable
 from typing import Any
 
-from tawq_core.quantizer import QuantMode
+from tawq_core.plugin_api.quantizer import QuantMode
 
 
 def mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None]:

@@ -17,16 +17,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from tawq_core.backend import Backend
 from tawq_core.bench.config import BenchConfig
 from tawq_core.bench.forms import TORCH_DENSE, Form, agreement, forms, layer_kernels
-from tawq_core.data import DatasetSplits
-from tawq_core.latency import LatencyStats, measure_latency
-from tawq_core.measurement import Measurement
+from tawq_core.measure.latency import LatencyStats, measure_latency
+from tawq_core.measure.measurement import Measurement
+from tawq_core.nn.quantization import QuantizeReport, quantized_layers
 from tawq_core.pipeline import Calibration, Data, ModelSpec, QuantSpec, Recipe, quantize_model
-from tawq_core.quantization import QuantizeReport, quantized_layers
-from tawq_core.quantizer import Quantizer, QuantMode
-from tawq_core.registry import create
+from tawq_core.plugin_api.backend import Backend
+from tawq_core.plugin_api.data import DatasetSplits
+from tawq_core.plugin_api.quantizer import Quantizer, QuantMode
+from tawq_core.plugin_api.registry import create
 
 FP32_BYTES = 4
 
@@ -137,8 +137,8 @@ def storage(model: nn.Module, cfg: BenchConfig) -> dict[str, Any]:
 def estimates(model: nn.Module, cfg: BenchConfig, splits: DatasetSplits,
               device: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:
     """Operation counts and firing rates on test batches, and the two energy estimates per sample."""
-    from tawq_core.energy import estimate_energy
-    from tawq_core.sops import count_ops
+    from tawq_core.measure.energy import estimate_energy
+    from tawq_core.measure.sops import count_ops
 
     inputs = model_inputs(cfg, splits, splits.test, cfg.measure.batch_size, cfg.measure.ops_batches, device)
     model.to(device).eval()
@@ -194,7 +194,7 @@ def _latency_record(latency: LatencyStats, batch: int) -> dict[str, Any]:
 def _measure_form(form: Form, x: torch.Tensor, cfg: BenchConfig, backend: Backend) -> dict[str, Any]:
     """Latency at the measure batch (with peak memory and metered energy) and at batch 1, resident bytes."""
     from tawq_core.deploy import resident_bytes
-    from tawq_core.energy import measure_energy
+    from tawq_core.measure.energy import measure_energy
 
     m, net, batch = cfg.measure, form.net, x.shape[1]
 

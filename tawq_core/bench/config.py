@@ -17,10 +17,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tawq_core.errors import ConfigError
+from tawq_core.nn.quantization import QuantPolicy
 from tawq_core.pipeline import Calibration, QatInit
-from tawq_core.quantization import QuantPolicy
-from tawq_core.training import TrainConfig
+from tawq_core.plugin_api.errors import ConfigError
+from tawq_core.training.loop import TrainConfig
 from tawq_core.validators import (
     check_bool,
     check_choice,
@@ -54,10 +54,10 @@ class MeasureConfig:
     energy_seconds: float = 1.0  # minimum metered duration for the measured-energy column
     ops_batches: int = 2  # test batches over which firing rates and SOPs are counted
     calibration_batches: int = Calibration.batches  # training batches shown to PTQ calibration
-    energy_model: str = "45nm-fp32"  # per-operation energies of the estimates (tawq_core/energy_models.toml)
+    energy_model: str = "45nm-fp32"  # per-operation energies of the estimates (tawq_core/measure/energy_models.toml)
 
     def __post_init__(self) -> None:
-        from tawq_core.energy import get_energy_model
+        from tawq_core.measure.energy import get_energy_model
 
         for name in ("batch_size", "repeats", "ops_batches", "calibration_batches"):
             check_int_at_least(f"measure.{name}", getattr(self, name))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from tawq_core.registry import PluginEntry, get_registry
+from tawq_core.plugin_api.registry import PluginEntry, get_registry
 
 
 def _imports(name: str, source: bytes, is_package: bool) -> set[str]:

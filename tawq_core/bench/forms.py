@@ -18,10 +18,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tawq_core.backend import Backend
-from tawq_core.errors import TawqError
-from tawq_core.layers import is_quantized
-from tawq_core.quantization import quantized_layers
+from tawq_core.nn.layers import is_quantized
+from tawq_core.nn.quantization import quantized_layers
+from tawq_core.plugin_api.backend import Backend
+from tawq_core.plugin_api.errors import TawqError
 
 #: form names: the fp32 reference, the fp32 spike-driven variant, a quantized row's deployed form
 TORCH_DENSE = "torch dense"

@@ -20,7 +20,7 @@ from typing import Any
 from tawq_core.bench import cells, fingerprint
 from tawq_core.bench.config import CACHE_FORMAT, BenchConfig, digest, policy_table
 from tawq_core.pipeline import QatInit
-from tawq_core.quantizer import QuantMode
+from tawq_core.plugin_api.quantizer import QuantMode
 
 
 def _network(cfg: BenchConfig) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 from tawq_core.bench.config import BenchConfig
 from tawq_core.bench.forms import DEPLOYED, kernel_summary
 from tawq_core.pipeline import QatInit
-from tawq_core.quantizer import QuantMode
+from tawq_core.plugin_api.quantizer import QuantMode
 
 
 def _methods(records: list[dict[str, Any]], path: tuple[str, ...]) -> dict[str, str]:

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from tawq_core.hardware import cpu_model_name
 from tawq_core.jit import kernel_use
-from tawq_core.registry import get_registry
+from tawq_core.measure.hardware import cpu_model_name
+from tawq_core.plugin_api.registry import get_registry
 
 
 @lru_cache(maxsize=1)

@@ -15,7 +15,7 @@ from typing import Any
 
 from tawq_core.bench.aggregate import SEED_STATS
 from tawq_core.bench.forms import DEPLOYED
-from tawq_core.quantizer import QuantMode
+from tawq_core.plugin_api.quantizer import QuantMode
 
 Row = dict[str, Any]
 

@@ -15,7 +15,7 @@ from tawq_core.bench.plots import write_plots
 from tawq_core.bench.render import csv_text, markdown
 from tawq_core.bench.results_schema import check_results
 from tawq_core.bench.store import write_json_atomic, write_text_atomic
-from tawq_core.errors import ConfigError
+from tawq_core.plugin_api.errors import ConfigError
 
 RESULTS = "results.json"
 RESULTS_FORMAT = 1

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tawq_core.bench.aggregate import SEED_STATS
-from tawq_core.errors import ConfigError
+from tawq_core.plugin_api.errors import ConfigError
 
 STR, INT, NUMBER, LIST, DICT = "a string", "an integer", "a number", "a list", "a table"
 

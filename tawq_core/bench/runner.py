@@ -20,20 +20,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from tawq_core import checkpoint, distributed
-from tawq_core.backend import Backend
 from tawq_core.bench import cells, keys
 from tawq_core.bench.config import BenchConfig
 from tawq_core.bench.leftovers import removed_if_unused
 from tawq_core.bench.provenance import provenance
 from tawq_core.bench.report import RESULTS_FORMAT, write_outputs
 from tawq_core.bench.store import CACHE_DIR, RunStore
-from tawq_core.data import DatasetSplits, load_dataset
-from tawq_core.errors import BackendUnavailable, CheckpointError
 from tawq_core.pipeline import Data, ModelSource, QatInit, Recipe, Runtime, evaluate_model, prepare, produce
-from tawq_core.plugin_boundary import plugin_failure
-from tawq_core.quantizer import QuantMode
-from tawq_core.registry import check_options, create, get_registry
+from tawq_core.plugin_api.backend import Backend
+from tawq_core.plugin_api.data import DatasetSplits, load_dataset
+from tawq_core.plugin_api.errors import BackendUnavailable, CheckpointError
+from tawq_core.plugin_api.plugin_boundary import plugin_failure
+from tawq_core.plugin_api.quantizer import QuantMode
+from tawq_core.plugin_api.registry import check_options, create, get_registry
+from tawq_core.training import checkpoint, distributed
 
 Log = Callable[[str], None]
 #: What a cache entry must hold to be used; anything less (a hand-edited or foreign file) is recomputed.

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tawq_core import files
-from tawq_core.errors import ConfigError
+from tawq_core.plugin_api.errors import ConfigError
 
 CACHE_DIR = "cache"
 

@@ -21,9 +21,9 @@ from tawq_core.deploy.forms import BitPlanes, Int8Codes, SpikeColumns, UnpackFal
 from tawq_core.deploy.geometry import Geometry
 from tawq_core.deploy.layer import DeployedLayer
 from tawq_core.deploy.memory import resident_bytes
-from tawq_core.errors import ConfigError
-from tawq_core.quantizer import PackedWeight, Quantizer
-from tawq_core.time_layout import TimeLayout
+from tawq_core.nn.time_layout import TimeLayout
+from tawq_core.plugin_api.errors import ConfigError
+from tawq_core.plugin_api.quantizer import PackedWeight, Quantizer
 
 MAX_PLANE_LEVELS = 7  # up to 3 magnitude bit planes; wider codes (ptq8) stay int8
 
@@ -99,7 +99,7 @@ def attach_time_layout(model: nn.Module, joined: dict[int, TimeLayout] | None = 
     """Put `model`'s temporal deployed layers on a time layout fed B by the model's forward hook: the one in
     `joined` (id(deployed layer) -> the layout of the fake-quant layer it replaced) when given, else one new
     layout installed on `model` (packed loading: the fp32 skeleton has none). Call after swapping layers in."""
-    from tawq_core.time_layout import install_time_layout
+    from tawq_core.nn.time_layout import install_time_layout
 
     orphans = []
     for name, module in model.named_modules():
@@ -115,7 +115,7 @@ def attach_time_layout(model: nn.Module, joined: dict[int, TimeLayout] | None = 
 def deploy(model: nn.Module, backend: DeployBackend | str = "cpu",
            layout: WeightLayout | str = WeightLayout.BITPLANES) -> nn.Module:
     """An eval-mode deep copy of `model` whose quantized layers are deployed layers (see module docstring)."""
-    from tawq_core.quantization import quantized_layers
+    from tawq_core.nn.quantization import quantized_layers
 
     _backend(backend)
     form = copy.deepcopy(model).eval()
@@ -140,7 +140,7 @@ def spike_driven(model: nn.Module, backend: DeployBackend | str = "cpu") -> nn.M
     """The fp32 'spike-driven' reference: an eval-mode copy of an fp32 `model` whose spike-fed layers (those
     the default quantization policy would quantize: all but stem and head) accumulate fp32 weight columns
     for active inputs only. Same weights as `model`: what skipping silent inputs buys, without low bits."""
-    from tawq_core.quantization import quantize, quantized_layers
+    from tawq_core.nn.quantization import quantize, quantized_layers
 
     chosen = _backend(backend)
     form = copy.deepcopy(model).eval()

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from tawq_core.packing import unpack_digits, unpack_patterns
-from tawq_core.quantizer import PackedWeight
+from tawq_core.nn.packing import unpack_digits, unpack_patterns
+from tawq_core.plugin_api.quantizer import PackedWeight
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from tawq_core.deploy.codes import IntegerWeights
 from tawq_core.deploy.geometry import Geometry
-from tawq_core.quantizer import PackedWeight, Quantizer
+from tawq_core.plugin_api.quantizer import PackedWeight, Quantizer
 
 DENSE = "dense.exact"
 FALLBACK = "fallback.unpack-per-forward"

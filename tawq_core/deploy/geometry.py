@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tawq_core.errors import ConfigError
+from tawq_core.plugin_api.errors import ConfigError
 
 
 @contextmanager

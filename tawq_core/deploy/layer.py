@@ -1,7 +1,7 @@
 """`DeployedLayer`: an inference conv/linear layer holding only a packed weight form, bias and geometry.
 
 It accepts what the fake-quant layer it replaces accepts. Temporal weights follow the time layout
-contract through `tawq_core.time_layout.split_time`, exactly as the fake-quant layers do (``[T, B, ...]``,
+contract through `tawq_core.nn.time_layout.split_time`, exactly as the fake-quant layers do (``[T, B, ...]``,
 ``[T·B, ...]`` with B from the model's forward hook, one step per call inside `tawq_core.stepwise`);
 static weights take any leading dims.
 """
@@ -14,9 +14,9 @@ from torch import Tensor, nn
 
 from tawq_core.deploy.forms import WeightForm
 from tawq_core.deploy.geometry import Geometry, LayerKind
-from tawq_core.errors import ShapeError
-from tawq_core.roles import ROLE_ATTRIBUTE
-from tawq_core.time_layout import layout_of, split_time
+from tawq_core.nn.roles import ROLE_ATTRIBUTE
+from tawq_core.nn.time_layout import layout_of, split_time
+from tawq_core.plugin_api.errors import ShapeError
 
 NOT_RUN = "not run yet"
 

@@ -16,7 +16,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tawq_core.errors import ConfigError
 from tawq_core.export.errors import ExportError
 from tawq_core.export.inference import source_of
 from tawq_core.export.nir_export import NirReport, export_nir
@@ -26,7 +25,8 @@ from tawq_core.export.packed_deployed import deployed_layers
 from tawq_core.export.packed_format import PackedReport, read_packed, write_packed
 from tawq_core.export.packed_load import load_packed
 from tawq_core.finite import nonfinite_outputs, require_finite
-from tawq_core.quantization import quantized_layers
+from tawq_core.nn.quantization import quantized_layers
+from tawq_core.plugin_api.errors import ConfigError
 
 FORMATS = ("onnx", "nir", "tawq")
 DEFAULT_BATCH = 2
@@ -81,7 +81,7 @@ def _check_round_trips(model: nn.Module) -> None:
     Comparing reloaded *outputs* is not enough: weights off by 0.1 % rarely flip a spike, so a quantizer
     whose `unpack` drifts would pass as "reloaded bit-exactly". The quantizer is named (a plugin's bug).
     """
-    from tawq_core.plugin_boundary import label
+    from tawq_core.plugin_api.plugin_boundary import label
 
     with torch.no_grad():
         for name, layer in quantized_layers(model):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tawq_core.errors import TawqError
+from tawq_core.plugin_api.errors import TawqError
 
 
 class ExportError(TawqError):

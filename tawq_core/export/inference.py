@@ -18,13 +18,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tawq_core.errors import ConfigError
 from tawq_core.export.errors import ExportError
 from tawq_core.export.neurons import InferenceNeuron, neuron_spec
-from tawq_core.neuron import Neuron
-from tawq_core.plugin_boundary import label
-from tawq_core.quantization import quantized_layers
-from tawq_core.quantizer import PackedWeight, Quantizer, QuantMode, with_state
+from tawq_core.nn.quantization import quantized_layers
+from tawq_core.plugin_api.errors import ConfigError
+from tawq_core.plugin_api.neuron import Neuron
+from tawq_core.plugin_api.plugin_boundary import label
+from tawq_core.plugin_api.quantizer import PackedWeight, Quantizer, QuantMode, with_state
 
 
 class FrozenQuantizer(Quantizer):

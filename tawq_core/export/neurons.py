@@ -7,7 +7,7 @@ silently (the exported graph returns zeros). Export therefore swaps every neuron
 equations in out-of-place ops and ``torch.stack``), and the NIR exporter maps the same description to
 NIR LIF/IF nodes. Recognised: tawq neurons (`lif`, `if`, `plif`, and plugin neurons that describe
 themselves) and spikingjelly's multi-step ``IFNode``/``LIFNode``/``ParametricLIFNode``, which follow
-the same rules (see `tawq_core.neuron.NeuronDynamics`).
+the same rules (see `tawq_core.plugin_api.neuron.NeuronDynamics`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from tawq_core.neuron import Neuron, NeuronDynamics
+from tawq_core.plugin_api.neuron import Neuron, NeuronDynamics
 
 
 def _spikingjelly_spec(module: nn.Module) -> NeuronDynamics | None:

@@ -30,15 +30,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from tawq_core.checkpoint import atomic_path
 from tawq_core.export.errors import ExportError
 from tawq_core.export.inference import FrozenQuantizer, inference_form, source_of
 from tawq_core.export.neurons import InferenceNeuron
 from tawq_core.export.nir_capture import Op, _merged_range, capture
 from tawq_core.finite import max_abs_difference, nonfinite_outputs
-from tawq_core.layers import is_quantized
-from tawq_core.neuron import NeuronDynamics
-from tawq_core.packing import unpack_digits
+from tawq_core.nn.layers import is_quantized
+from tawq_core.nn.packing import unpack_digits
+from tawq_core.plugin_api.neuron import NeuronDynamics
+from tawq_core.training.checkpoint import atomic_path
 
 DEFAULT_DT = 1e-4
 

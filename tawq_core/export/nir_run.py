@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tawq_core.errors import TawqError
-from tawq_core.neuron import NeuronDynamics
+from tawq_core.plugin_api.errors import TawqError
+from tawq_core.plugin_api.neuron import NeuronDynamics
 
 
 def _t(a: Any) -> Tensor:

@@ -22,12 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tawq_core.checkpoint import atomic_path
-from tawq_core.errors import ConfigError
 from tawq_core.export.errors import ExportError
 from tawq_core.export.inference import inference_form
 from tawq_core.finite import max_abs_difference, nonfinite_outputs
-from tawq_core.layers import is_quantized
+from tawq_core.nn.layers import is_quantized
+from tawq_core.plugin_api.errors import ConfigError
+from tawq_core.training.checkpoint import atomic_path
 
 DEFAULT_OPSET = 17
 DEFAULT_ATOL = 1e-5

@@ -19,10 +19,10 @@ from torch import Tensor, nn
 from tawq_core.deploy import DeployedLayer
 from tawq_core.deploy.codes import IntegerWeights
 from tawq_core.deploy.forms import UnpackFallback
-from tawq_core.errors import ConfigError
 from tawq_core.export.inference import source_of
-from tawq_core.packing import pack_digits, pack_patterns
-from tawq_core.quantizer import PackedWeight
+from tawq_core.nn.packing import pack_digits, pack_patterns
+from tawq_core.plugin_api.errors import ConfigError
+from tawq_core.plugin_api.quantizer import PackedWeight
 
 Encoded = tuple[dict[str, Tensor], dict[str, Tensor]]
 
@@ -87,7 +87,7 @@ class LayerPack:
 
 def packed_layers(model: nn.Module) -> Iterator[LayerPack]:
     """Every fake-quant layer (packed by its quantizer) and every deployed layer (re-encoded) of `model`."""
-    from tawq_core.quantization import quantized_layers
+    from tawq_core.nn.quantization import quantized_layers
 
     for name, layer in quantized_layers(model):
         source = source_of(layer.quantizer)

@@ -29,12 +29,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from tawq_core.checkpoint import atomic_path
-from tawq_core.errors import CheckpointError, ConfigError
 from tawq_core.export.packed_deployed import packed_layers
 from tawq_core.finite import require_finite
-from tawq_core.quantizer import PackedWeight, Quantizer
-from tawq_core.roles import role_of
+from tawq_core.nn.roles import role_of
+from tawq_core.plugin_api.errors import CheckpointError, ConfigError
+from tawq_core.plugin_api.quantizer import PackedWeight, Quantizer
+from tawq_core.training.checkpoint import atomic_path
 from tawq_core.validators import is_int_at_least
 
 FORMAT = "tawq-packed"
@@ -78,7 +78,7 @@ def _nbytes(t: Tensor) -> int:
 
 
 def _policy(model: nn.Module, quantized: list[str]) -> dict[str, Any]:
-    from tawq_core.layers import quantized_layer_type
+    from tawq_core.nn.layers import quantized_layer_type
 
     kept = []
     for name, module in model.named_modules():

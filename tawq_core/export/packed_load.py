@@ -25,18 +25,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tawq_core.errors import CheckpointError, ConfigError, TawqError
 from tawq_core.export.inference import FrozenQuantizer
 from tawq_core.export.packed_format import check_layer, read_packed
-from tawq_core.layers import STATE_PREFIX, is_quantized, quantized_layer_type
-from tawq_core.quantization import temporal_layers
-from tawq_core.quantizer import PackedWeight, Quantizer
-from tawq_core.time_layout import install_time_layout
+from tawq_core.nn.layers import STATE_PREFIX, is_quantized, quantized_layer_type
+from tawq_core.nn.quantization import temporal_layers
+from tawq_core.nn.time_layout import install_time_layout
+from tawq_core.plugin_api.errors import CheckpointError, ConfigError, TawqError
+from tawq_core.plugin_api.quantizer import PackedWeight, Quantizer
 
 
 def _quantizer(name: str, info: dict[str, Any]) -> Quantizer:
     """Create the quantizer that unpacks these layers: recorded options, else the config keys the factory takes."""
-    from tawq_core.registry import create, get_registry
+    from tawq_core.plugin_api.registry import create, get_registry
 
     options = dict(info.get("options") or {})
     if not options:
@@ -68,8 +68,8 @@ def _packed(name: str, layer: dict[str, Any], tensors: dict[str, Tensor]) -> Pac
 
 
 def _build(record: dict[str, Any], model: nn.Module | None, path: Path) -> nn.Module:
-    from tawq_core.checkpoint import _model_options
-    from tawq_core.registry import create
+    from tawq_core.plugin_api.registry import create
+    from tawq_core.training.checkpoint import _model_options
 
     if model is not None:
         if any(is_quantized(m) for m in model.modules()):

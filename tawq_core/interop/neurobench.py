@@ -26,8 +26,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tawq_core.data import Encoding, encode_batch
-from tawq_core.errors import ConfigError, MissingDependency, ShapeError
 from tawq_core.interop.neurobench_counts import (
     SynopsTally,
     activation_types,
@@ -35,8 +33,10 @@ from tawq_core.interop.neurobench_counts import (
     connection_sparsity,
     footprint_bytes,
 )
-from tawq_core.quantization import quantized_layers
-from tawq_core.quantizer import check_timesteps
+from tawq_core.nn.quantization import quantized_layers
+from tawq_core.plugin_api.data import Encoding, encode_batch
+from tawq_core.plugin_api.errors import ConfigError, MissingDependency, ShapeError
+from tawq_core.plugin_api.quantizer import check_timesteps
 
 INSTALL = "pip install --no-deps neurobench==2.3.0"
 

@@ -17,7 +17,7 @@ NeuroBench 2.3.0 (``neurobench.metrics``) defines, and this module reproduces wi
   input with all-ones weights (zero padding is not counted). Here the weights are the effective ones at
   each timestep, so ternary zeros are skipped and temporal quantizers are counted step by step.
 
-The pair counting is `tawq_core.sops`' (the indicator convolution of the exact counter). NeuroBench's
+The pair counting is `tawq_core.measure.sops`' (the indicator convolution of the exact counter). NeuroBench's
 conventions differ from tawq's own op counter: no stem role (a binary-fed stem is charged as
 accumulates), {-1, 0, 1} counts as spiking, and Dense excludes padding.
 """
@@ -32,10 +32,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tawq_core.errors import ConfigError, ShapeError
-from tawq_core.neuron import Neuron
-from tawq_core.quantization import quantized_layers
-from tawq_core.sops import COUNTED, HookedCounter, eval_no_grad, pairs_per_step, weight_indicator
+from tawq_core.measure.sops import COUNTED, HookedCounter, eval_no_grad, pairs_per_step, weight_indicator
+from tawq_core.nn.quantization import quantized_layers
+from tawq_core.plugin_api.errors import ConfigError, ShapeError
+from tawq_core.plugin_api.neuron import Neuron
 
 #: neurobench.blocks.activation.SUPPORTED_ACTIVATIONS
 NEUROBENCH_ACTIVATIONS: tuple[type[nn.Module], ...] = (nn.ReLU, nn.Sigmoid)

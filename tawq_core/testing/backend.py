@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from tawq_core.backend import Backend, MeterReading
-from tawq_core.errors import BackendUnavailable
-from tawq_core.measurement import Measurement
+from tawq_core.measure.measurement import Measurement
+from tawq_core.plugin_api.backend import Backend, MeterReading
+from tawq_core.plugin_api.errors import BackendUnavailable
 from tawq_core.testing.subject import CheckReport, Subject, resolve
 
 WORK_S = 0.02

@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from tawq_core.data import DatasetSplits, Encoding, encode_batch
-from tawq_core.errors import DatasetNotFound
+from tawq_core.plugin_api.data import DatasetSplits, Encoding, encode_batch
+from tawq_core.plugin_api.errors import DatasetNotFound
 from tawq_core.testing.subject import CheckReport, Subject, resolve
 
 #: Checked when a temporal dataset takes a `timesteps` option: bench and `tawq train --timesteps` pass it.

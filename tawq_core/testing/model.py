@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tawq_core.quantizer import QuantMode
-from tawq_core.roles import LayerRole, role_of
+from tawq_core.nn.roles import LayerRole, role_of
+from tawq_core.plugin_api.quantizer import QuantMode
 from tawq_core.testing.subject import CheckReport, Subject, resolve
 
 BATCH = 2
@@ -36,7 +36,7 @@ def _roles(s: Subject, model: nn.Module) -> None:
 
 
 def _quantized(s: Subject, model: nn.Module, x: Tensor, quantizer: str, num_classes: int) -> nn.Module:
-    from tawq_core.quantization import quantize, quantized_layers
+    from tawq_core.nn.quantization import quantize, quantized_layers
 
     q = copy.deepcopy(model)
     s.call(f"quantize(model, {quantizer!r})", quantize, q, quantizer, int(x.shape[0]))

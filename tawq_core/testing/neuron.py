@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tawq_core.neuron import Neuron, NeuronDynamics
+from tawq_core.plugin_api.neuron import Neuron, NeuronDynamics
 from tawq_core.testing.subject import CheckReport, Subject, resolve
 
 #: [T, B, ...] inputs: features, images, and T = 1.

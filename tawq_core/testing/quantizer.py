@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tawq_core.quantizer import PackedWeight, Quantizer, QuantMode, with_state
+from tawq_core.plugin_api.quantizer import PackedWeight, Quantizer, QuantMode, with_state
 from tawq_core.testing.subject import CheckReport, Subject, resolve
 
 #: Linear, Conv1d and Conv2d weight layouts; small so the check runs in well under a second.

@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tawq_core.errors import ConfigError
-from tawq_core.registry import PluginEntry, get_registry
+from tawq_core.plugin_api.errors import ConfigError
+from tawq_core.plugin_api.registry import PluginEntry, get_registry
 from tawq_core.testing.backend import check_backend
 from tawq_core.testing.dataset import check_dataset
 from tawq_core.testing.model import check_model

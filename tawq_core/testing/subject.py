@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from tawq_core.plugin_boundary import describe, one_line
+from tawq_core.plugin_api.plugin_boundary import describe, one_line
 
 
 class ConformanceError(AssertionError):
@@ -73,7 +73,7 @@ class Subject:
 
 def resolve(kind: str, target: Any, base: type, options: dict[str, Any]) -> Subject:
     """A registered name, a factory, a class, or a ready instance of `base` -> a `Subject`."""
-    from tawq_core.registry import get_registry
+    from tawq_core.plugin_api.registry import get_registry
 
     registry = get_registry()
     if isinstance(target, str):

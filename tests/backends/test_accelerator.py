@@ -8,7 +8,7 @@ from tawq_backends._accelerator import AcceleratorBackend, EventTimer
 from tawq_backends.cuda import CudaBackend
 from tawq_backends.npu import NpuBackend
 from tawq_core import Availability, BackendUnavailable
-from tawq_core.backend import PEAK_MEMORY_DEFINITION
+from tawq_core.plugin_api.backend import PEAK_MEMORY_DEFINITION
 
 
 def _backend_on(api, available: bool = True, index: int = 1) -> AcceleratorBackend:

@@ -11,7 +11,7 @@ import torch
 from tawq_backends import cpu as cpu_module
 from tawq_backends.cpu import CpuBackend
 from tawq_core import Availability, create, list_plugins
-from tawq_core.backend import PEAK_MEMORY_DEFINITION
+from tawq_core.plugin_api.backend import PEAK_MEMORY_DEFINITION
 
 
 def test_all_three_backends_are_registered():

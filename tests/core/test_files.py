@@ -9,7 +9,7 @@ import stat
 import pytest
 
 from tawq_core import files
-from tawq_core.errors import ConfigError
+from tawq_core.plugin_api.errors import ConfigError
 
 
 def test_json_is_written_whole_with_readable_permissions(tmp_path):

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import tawq_core
 
-HEAVY = ("torch", "numba", "triton", "tawq_core.training", "tawq_core.export", "tawq_core.energy",
-         "tawq_core.resources", "tawq_core.deploy", "tawq_core.bench")
+HEAVY = ("torch", "numba", "triton", "tawq_core.training.loop", "tawq_core.export", "tawq_core.measure.energy",
+         "tawq_core.training.resources", "tawq_core.deploy", "tawq_core.bench")
 
 IMPORT_THEN_LOOK_UP = f"""
 import json, os, sys

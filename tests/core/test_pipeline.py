@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tawq_core import pipeline
-from tawq_core.errors import ConfigError
+from tawq_core.nn.quantization import QuantPolicy, quantized_layers
 from tawq_core.pipeline import (
     Calibration,
     Data,
@@ -20,10 +20,10 @@ from tawq_core.pipeline import (
     evaluate_model,
     produce,
 )
-from tawq_core.quantization import QuantPolicy, quantized_layers
-from tawq_core.quantizer import QuantMode
-from tawq_core.registry import create
-from tawq_core.training import TrainConfig
+from tawq_core.plugin_api.errors import ConfigError
+from tawq_core.plugin_api.quantizer import QuantMode
+from tawq_core.plugin_api.registry import create
+from tawq_core.training.loop import TrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import tawq_core
 import tawq_core.plugin as plugin
 import tawq_core.testing as testing
 from tawq_core import ConfigError
-from tawq_core.neuron import NeuronDynamics
+from tawq_core.plugin_api.neuron import NeuronDynamics
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLIC = {"tawq_core": set(tawq_core.__all__), "tawq_core.plugin": set(plugin.__all__),
@@ -43,13 +43,14 @@ def test_builtin_plugins_import_only_public_names():
 
 def test_the_import_scan_sees_private_imports(tmp_path):
     source = tmp_path / "p.py"
-    source.write_text("from tawq_core.quantizer import straight_through\nimport tawq_core.packing\n")
-    assert _tawq_core_imports(source) == [(1, "tawq_core.quantizer", "straight_through"),
-                                          (2, "tawq_core.packing", "")]
+    source.write_text("from tawq_core.plugin_api.quantizer import straight_through\nimport tawq_core.nn.packing\n")
+    assert _tawq_core_imports(source) == [(1, "tawq_core.plugin_api.quantizer", "straight_through"),
+                                          (2, "tawq_core.nn.packing", "")]
 
 
 def test_helpers_are_the_implementations_tawq_uses():
-    from tawq_core import packing, quantizer
+    from tawq_core.nn import packing
+    from tawq_core.plugin_api import quantizer
 
     assert plugin.straight_through is quantizer.straight_through
     assert plugin.pack_digits is packing.pack_digits and plugin.unpack_patterns is packing.unpack_patterns

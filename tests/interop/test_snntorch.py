@@ -8,7 +8,7 @@ from torch import nn
 
 import tawq_core
 from tawq_core.export import ExportError
-from tawq_core.quantization import quantized_layers
+from tawq_core.nn.quantization import quantized_layers
 
 snn = pytest.importorskip("snntorch")
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import tawq_core
-from tawq_core.quantization import quantized_layers
+from tawq_core.nn.quantization import quantized_layers
 
 sj = pytest.importorskip("spikingjelly.activation_based")
 from spikingjelly.activation_based import functional, layer, neuron  # noqa: E402

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from cli_helpers import cli_in_process
 
-import tawq_core.train_resume as train_resume
+import tawq_core.training.train_resume as train_resume
 
 TRAIN = ("train", "--model", "mlp", "--model-option", "hidden=[16,16]", "--dataset", "digits", "--quantizer", "tawq",
          "--timesteps", "2", "--epochs", "2", "--batch-size", "128", "--lr", "0.01", "--warmup-epochs", "0",

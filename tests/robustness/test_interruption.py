@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from robustness_helpers import bench, cache_mtimes
 
-from tawq_core.checkpoint import load_checkpoint
+from tawq_core.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow  # real `tawq bench` processes sent SIGINT/SIGKILL, then re-run
 

@@ -14,7 +14,7 @@ from tawq_core import CheckpointError, ConfigError, TrainingDiverged, create, qu
 from tawq_core.export import ExportError, export
 from tawq_core.export.onnx_export import export_onnx
 from tawq_core.finite import max_abs_difference
-from tawq_core.training import TrainConfig, seed_everything, train
+from tawq_core.training.loop import TrainConfig, seed_everything, train
 
 MLP_OPTIONS = {"num_classes": 10, "sample_shape": (1, 8, 8), "hidden": [16, 16]}
 TINY = TrainConfig(epochs=1, batch_size=64, lr=0.01, warmup_epochs=0.0, timesteps=2)
@@ -91,13 +91,13 @@ def test_checkpoint_with_a_nan_weight_is_one_line_at_the_cli(tmp_path):
     result = cli_in_process("export", path, "--format", "onnx", "--out", tmp_path / "m.onnx")
     result.one_line_error(f"checkpoint {path}: tensor 'head.bias' (1 NaN, 0 inf of 10 values) is not finite")
     with pytest.raises(CheckpointError, match="head.bias"):
-        from tawq_core.checkpoint import load_checkpoint
+        from tawq_core.training.checkpoint import load_checkpoint
 
         load_checkpoint(path)
 
 
 def test_a_nan_test_sample_is_named_not_scored():
-    from tawq_core.training import evaluate
+    from tawq_core.training.loop import evaluate
 
     splits = create("dataset", "digits")
     _base(splits.test).x[5].view(-1)[0] = float("nan")

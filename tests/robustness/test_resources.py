@@ -9,7 +9,7 @@ from torch import nn
 
 from tawq_core import ConfigError, create, quantize
 from tawq_core.bench import load_preset
-from tawq_core.resources import (
+from tawq_core.training.resources import (
     activation_bytes,
     check_training_memory,
     dataset_bytes,
@@ -135,7 +135,8 @@ def test_default_bench_model_needs_far_less_than_4_gib():
 
 
 def test_bench_refuses_before_training_when_memory_is_short(tiny_preset_file, tmp_path, monkeypatch, capsys):
-    from tawq_core import cli, resources
+    from tawq_core import cli
+    from tawq_core.training import resources
 
     monkeypatch.setattr(resources, "available_memory", lambda device: (64 * 1024, "a stand-in reading"))
     out = tmp_path / "results"
@@ -163,8 +164,8 @@ def test_out_of_memory_is_a_one_line_config_error():
     ("mlp", {"hidden": [32, 32]}, "tawq"), ("sew-resnet", {}, "ptq8"),
 ])
 def test_activations_extrapolated_from_three_timesteps_equal_the_direct_count(name, options, quantizer):
-    from tawq_core.quantization import set_timesteps
-    from tawq_core.resources import activation_bytes_at
+    from tawq_core.nn.quantization import set_timesteps
+    from tawq_core.training.resources import activation_bytes_at
 
     shape = (1, 8, 8) if name == "mlp" else (1, 16, 16)
     model = create("model", name, num_classes=10, sample_shape=shape, **options)
@@ -182,7 +183,7 @@ def test_activations_extrapolated_from_three_timesteps_equal_the_direct_count(na
 
 def test_a_million_timesteps_is_refused_without_running_a_million_steps(monkeypatch):
     """The issue's example (T = 10^6 hung in the estimate): the forward passes it runs never exceed T = 3."""
-    import tawq_core.resources as resources
+    import tawq_core.training.resources as resources
 
     model = create("model", "mlp", num_classes=10, sample_shape=(1, 8, 8), hidden=[16, 16])
     quantize(model, create("quantizer", "tawq"), 1_000_000)

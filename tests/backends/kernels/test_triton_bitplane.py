@@ -31,7 +31,7 @@ def test_without_triton_the_gpu_branch_is_never_taken():
     from torch import nn
 
     from tawq_core.deploy import deploy_packed_layer
-    from tawq_core.layers import quantized_layer_type
+    from tawq_core.nn.layers import quantized_layer_type
 
     conv = nn.Conv1d(3, 4, 3, padding=1)
     fake_quant = quantized_layer_type(conv).from_float(conv, "ternary", 1).eval()

@@ -14,7 +14,7 @@ from deploy_models import B, T, reference  # noqa: E402
 
 from tawq_backends.kernels import triton_bitplane  # noqa: E402
 from tawq_core.deploy import deploy_packed_layer, forms  # noqa: E402
-from tawq_core.layers import quantized_layer_type  # noqa: E402
+from tawq_core.nn.layers import quantized_layer_type  # noqa: E402
 
 LAYERS = {
     "conv2d-groups-stride-dilation": (lambda: nn.Conv2d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2),

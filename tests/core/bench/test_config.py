@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tawq_core.bench.config import BenchConfig, from_mapping, load_preset, preset_names
-from tawq_core.errors import ConfigError
+from tawq_core.plugin_api.errors import ConfigError
 
 BASE = {"dataset": "digits", "model": "mlp", "timesteps": 4, "quantizers": ["tawq"]}
 
@@ -73,7 +73,7 @@ def test_hash_changes_with_anything_that_changes_a_cell(changes):
 
 def test_default_train_values_are_resolved_into_the_hash():
     # writing the default explicitly must not create a different run
-    from tawq_core.training import TrainConfig
+    from tawq_core.training.loop import TrainConfig
 
     assert make(train={"lr": TrainConfig().lr}).config_hash == make().config_hash
 

@@ -9,8 +9,8 @@ import pytest
 from tawq_core import pipeline
 from tawq_core.bench import load_preset, run_bench, runner
 from tawq_core.bench.config import from_mapping
-from tawq_core.errors import ConfigError
-from tawq_core.quantization import quantized_layers
+from tawq_core.nn.quantization import quantized_layers
+from tawq_core.plugin_api.errors import ConfigError
 
 
 def test_qat_rows_distill_from_the_fp32_model_of_the_same_seed(tiny_preset, tmp_path, monkeypatch):

@@ -15,9 +15,9 @@ from tawq_core.bench.cells import measure
 from tawq_core.bench.forms import DEPLOYED, SPIKE_DRIVEN, TORCH_DENSE, forms
 from tawq_core.bench.notes import notes
 from tawq_core.bench.render import markdown_table
-from tawq_core.errors import ConfigError
-from tawq_core.quantizer import QuantMode
-from tawq_core.registry import create
+from tawq_core.plugin_api.errors import ConfigError
+from tawq_core.plugin_api.quantizer import QuantMode
+from tawq_core.plugin_api.registry import create
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 
 from tawq_core.bench import load_preset, run_bench
 from tawq_core.bench.config import from_mapping
-from tawq_core.errors import ConfigError
+from tawq_core.plugin_api.errors import ConfigError
 
 ROW = {"quantizer": "tawq", "layers": {"body.2.*": "ptq8"}}
 

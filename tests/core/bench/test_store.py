@@ -8,7 +8,7 @@ import os
 import pytest
 
 from tawq_core.bench.store import RunStore, atomic_path, check_writable, write_json_atomic
-from tawq_core.errors import ConfigError
+from tawq_core.plugin_api.errors import ConfigError
 
 
 def test_put_get_round_trip_in_the_shared_cache(tmp_path):

@@ -11,7 +11,7 @@ from torch import nn
 from tawq_core import ConfigError, ShapeError, create
 from tawq_core.deploy import deploy, deploy_packed_layer, kernels_used, spike_driven
 from tawq_core.deploy.codes import integer_weights
-from tawq_core.layers import quantized_layer_type
+from tawq_core.nn.layers import quantized_layer_type
 
 LAYERS = {
     "conv2d-groups-stride-dilation": lambda: nn.Conv2d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2),

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from tawq_core import PackedWeight, Quantizer, QuantMode, quantize
 from tawq_core.deploy import DeployedLayer, deploy, kernels_used, resident_bytes
 from tawq_core.deploy.memory import reachable_arrays
-from tawq_core.packing import pack_digits, unpack_digits
+from tawq_core.nn.packing import pack_digits, unpack_digits
 
 
 def _float_arrays(module: nn.Module) -> list[tuple[str, Tensor]]:

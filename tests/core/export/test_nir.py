@@ -13,8 +13,8 @@ import torch
 import tawq_core
 from tawq_core.export import ExportError, run_nir
 from tawq_core.export.nir_export import DEFAULT_DT
-from tawq_core.quantization import quantized_layers
-from tawq_core.quantizer import PackedWeight
+from tawq_core.nn.quantization import quantized_layers
+from tawq_core.plugin_api.quantizer import PackedWeight
 
 
 def _bn_scale(bn: torch.nn.Module) -> torch.Tensor:

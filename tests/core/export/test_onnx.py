@@ -12,7 +12,7 @@ from onnx import numpy_helper
 import tawq_core
 from tawq_core import Neuron
 from tawq_core.export import ExportError
-from tawq_core.quantization import quantized_layers
+from tawq_core.nn.quantization import quantized_layers
 
 
 def _run(path, *xs: torch.Tensor) -> list[np.ndarray]:

@@ -11,7 +11,7 @@ import torch
 import tawq_core
 from tawq_core import CheckpointError
 from tawq_core.export import load_packed, read_packed
-from tawq_core.quantization import quantized_layers
+from tawq_core.nn.quantization import quantized_layers
 
 
 def _outputs(model, x):

@@ -9,8 +9,8 @@ import tawq_core
 from tawq_core import ConfigError
 from tawq_core.deploy import DeployedLayer, deploy, kernels_used, resident_bytes
 from tawq_core.export import load_packed, read_packed
-from tawq_core.quantization import quantized_layers
-from tawq_core.registry import create
+from tawq_core.nn.quantization import quantized_layers
+from tawq_core.plugin_api.registry import create
 
 
 def _export(model, options, name, path):

@@ -12,12 +12,12 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 import tawq_core
-from tawq_core.data import encode_batch
-from tawq_core.errors import ConfigError, MissingDependency, ShapeError
 from tawq_core.interop.neurobench_counts import neurobench_metrics
-from tawq_core.quantization import quantized_layers
-from tawq_core.registry import create
-from tawq_core.sops import count_ops
+from tawq_core.measure.sops import count_ops
+from tawq_core.nn.quantization import quantized_layers
+from tawq_core.plugin_api.data import encode_batch
+from tawq_core.plugin_api.errors import ConfigError, MissingDependency, ShapeError
+from tawq_core.plugin_api.registry import create
 
 pytest.importorskip("neurobench")
 from neurobench.benchmarks import Benchmark  # noqa: E402

@@ -11,7 +11,6 @@ from torch import nn
 
 import tawq_core
 from tawq_core.bench import load_preset, run_bench
-from tawq_core.errors import ConfigError, ShapeError
 from tawq_core.interop.neurobench_counts import (
     NeuroBenchCounter,
     call_ops,
@@ -19,8 +18,9 @@ from tawq_core.interop.neurobench_counts import (
     footprint_bytes,
     neurobench_metrics,
 )
-from tawq_core.quantization import quantized_layers
-from tawq_core.sops import count_ops
+from tawq_core.measure.sops import count_ops
+from tawq_core.nn.quantization import quantized_layers
+from tawq_core.plugin_api.errors import ConfigError, ShapeError
 
 NEUROBENCH_KEYS = {"Footprint", "ConnectionSparsity", "ActivationSparsity", "SynapticOperations"}
 

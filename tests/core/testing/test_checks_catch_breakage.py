@@ -103,7 +103,8 @@ def test_quantizer_targets_name_instance_class():
     check_quantizer(Fp32)
     with pytest.raises(ConformanceError, match="options are for factories"):
         check_quantizer(Fp32(), gain=2)
-    fails(check_quantizer, lambda: "not a quantizer", "the factory returned str, not a tawq_core.quantizer.Quantizer")
+    fails(check_quantizer, lambda: "not a quantizer",
+          "the factory returned str, not a tawq_core.plugin_api.quantizer.Quantizer")
 
 
 # -- neurons -------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def test_temporal_dataset_on_stand_in_files_honours_timesteps(tmp_path):
 def test_train_and_bench_bin_a_temporal_dataset_into_the_requested_timesteps(tmp_path):
     """`load_dataset` is how `tawq train --timesteps` and `tawq bench` build datasets: one behaviour."""
     from tawq_core import ConfigError
-    from tawq_core.data import load_dataset
+    from tawq_core.plugin_api.data import load_dataset
 
     for split, label in (("train", 3), ("test", 1)):
         write_shd(tmp_path / "SHD" / f"shd_{split}.h5", [([0.1, 0.2, 0.3], [7, 8, 9], label)])
