@@ -10,7 +10,6 @@ dict, so the runner can cache it as it is.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -18,11 +17,23 @@ import torch
 from torch import nn
 
 from tawq_core.bench.config import BenchConfig
-from tawq_core.bench.forms import TORCH_DENSE, Form, agreement, forms, layer_kernels
-from tawq_core.measure.latency import LatencyStats, measure_latency
+from tawq_core.measure.latency import LatencyStats
 from tawq_core.measure.measurement import Measurement
 from tawq_core.nn.quantization import QuantizeReport, quantized_layers
-from tawq_core.pipeline import Calibration, Data, ModelSpec, QuantSpec, Recipe, quantize_model
+from tawq_core.pipeline import (
+    TORCH_DENSE,
+    Calibration,
+    Data,
+    FormMeasurement,
+    MeasureSpec,
+    ModelSpec,
+    QuantSpec,
+    Recipe,
+    agreement,
+    deployed_forms,
+    measure_form,
+    quantize_model,
+)
 from tawq_core.plugin_api.backend import Backend
 from tawq_core.plugin_api.data import DatasetSplits
 from tawq_core.plugin_api.quantizer import Quantizer, QuantMode
@@ -191,45 +202,32 @@ def _latency_record(latency: LatencyStats, batch: int) -> dict[str, Any]:
             "repeats": len(latency.samples), "warmup": latency.warmup, "method": latency.method}
 
 
-def _measure_form(form: Form, x: torch.Tensor, cfg: BenchConfig, backend: Backend) -> dict[str, Any]:
-    """Latency at the measure batch (with peak memory and metered energy) and at batch 1, resident bytes."""
-    from tawq_core.deploy import resident_bytes
-    from tawq_core.measure.energy import measure_energy
-
-    m, net, batch = cfg.measure, form.net, x.shape[1]
-
-    def forward(inputs: torch.Tensor) -> Callable[[], None]:
-        def run() -> None:
-            with torch.inference_mode():
-                net(inputs)
-        return run
-
-    with backend.peak_memory() as memory:
-        latency = measure_latency(backend, forward(x), warmup=m.warmup, repeats=m.repeats)
-    latency_b1 = measure_latency(backend, forward(x[:, :1].contiguous()), warmup=m.warmup, repeats=m.repeats)
-    energy = measure_energy(backend, forward(x), min_seconds=m.energy_seconds)
+def _record(m: FormMeasurement) -> dict[str, Any]:
+    """A form's measurement as the cell record: latency per batch and per sample, memory, energy per sample."""
+    assert m.energy is not None  # the bench always meters energy
     return {
-        "latency": _latency_record(latency, batch),
-        "latency_b1": _latency_record(latency_b1, 1),
-        "memory": memory.result.to_dict(),
-        "energy": {"measured": _per_sample(energy, batch)},
-        "deployed": {"form": form.name, "resident_bytes": resident_bytes(net), "kernels": layer_kernels(net),
-                     "note": form.note},
+        "latency": _latency_record(m.latency, m.batch),
+        "latency_b1": _latency_record(m.latency_b1, 1),
+        "memory": m.memory.to_dict(),
+        "energy": {"measured": _per_sample(m.energy, m.batch)},
+        "deployed": {"form": m.form, "resident_bytes": m.resident_bytes, "kernels": m.kernels, "note": m.note},
     }
 
 
 def measure(model: nn.Module, cfg: BenchConfig, splits: DatasetSplits, backend: Backend) -> dict[str, Any]:
     """Latency at batch 1 and at the measure batch, peak memory, metered energy and resident weight bytes of
-    the row's deployed form (`tawq_core.bench.forms`); the fp32 row's spike-driven form goes to
+    the row's deployed form (the pipeline's deploy and measure stages); the fp32 row's spike-driven form goes to
     ``variants``. Each form's agreement with its reference (the model itself) is recorded on the same batch."""
     (x,) = model_inputs(cfg, splits, splits.test, cfg.measure.batch_size, 1, backend.device)
-    first, *others = forms(model, backend)
-    record = _measure_form(first, x, cfg, backend)
+    m = cfg.measure
+    spec = MeasureSpec(m.warmup, m.repeats, m.energy_seconds)
+    first, *others = deployed_forms(model, backend)
+    record = _record(measure_form(first, x, spec, backend))
     if first.name != TORCH_DENSE:
         reference = copy.deepcopy(model).to(backend.device).eval()
         record["deployed"]["agreement"] = agreement(reference, first.net, x)
     record["variants"] = {}
     for form in others:
-        record["variants"][form.name] = _measure_form(form, x, cfg, backend)
+        record["variants"][form.name] = _record(measure_form(form, x, spec, backend))
         record["variants"][form.name]["deployed"]["agreement"] = agreement(first.net, form.net, x)
     return record

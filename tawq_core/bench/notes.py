@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from tawq_core.bench.config import BenchConfig
-from tawq_core.bench.forms import DEPLOYED, kernel_summary
 from tawq_core.pipeline import QatInit
+from tawq_core.pipeline.deployed import DEPLOYED, kernel_summary
 from tawq_core.plugin_api.quantizer import QuantMode
 
 

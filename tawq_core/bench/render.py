@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tawq_core.bench.aggregate import SEED_STATS
-from tawq_core.bench.forms import DEPLOYED
+from tawq_core.pipeline.deployed import DEPLOYED
 from tawq_core.plugin_api.quantizer import QuantMode
 
 Row = dict[str, Any]

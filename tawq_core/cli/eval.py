@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-import torch
-from torch import nn
 from torch.utils.data import DataLoader
 
 from tawq_core.cli.train import parse_options
+from tawq_core.measure.latency import LatencyStats
 from tawq_core.plugin_api.data import DatasetSplits, Encoding, encode_batch
 from tawq_core.plugin_api.errors import ConfigError
 
@@ -48,25 +47,16 @@ def _splits(name: str, record: dict[str, Any], data_dir: str | None, download: b
     return splits
 
 
-def _latency(model: nn.Module, x: torch.Tensor, backend: Any, warmup: int, repeats: int) -> dict[str, Any]:
-    from tawq_core.measure.latency import measure_latency
-
-    def forward() -> None:
-        with torch.inference_mode():
-            model(x)
-
-    stats = measure_latency(backend, forward, warmup=warmup, repeats=repeats)
-    return {"batch_size": int(x.shape[1]), "median_s": stats.median_s, "p90_s": stats.p90_s,
-            "method": stats.method}
+def _latency(stats: LatencyStats, batch: int) -> dict[str, Any]:
+    return {"batch_size": batch, "median_s": stats.median_s, "p90_s": stats.p90_s, "method": stats.method}
 
 
 def evaluate_packed(path: Path, dataset: str, backend_name: str = "cpu", batch_size: int = 64, *,
                     data_dir: str | None = None, download: bool = False, dataset_options: dict[str, Any] | None = None,
                     warmup: int = 3, repeats: int = 20) -> dict[str, Any]:
     """Accuracy, latency at batch 1 and `batch_size`, resident bytes and kernels of the deployed packed model."""
-    from tawq_core.bench.forms import layer_kernels
-    from tawq_core.deploy import resident_bytes
     from tawq_core.export.packed_load import load_packed_file
+    from tawq_core.pipeline import DEPLOYED, Form, MeasureSpec, measure_form
     from tawq_core.plugin_api.registry import create
     from tawq_core.training.loop import evaluate
 
@@ -77,17 +67,17 @@ def evaluate_packed(path: Path, dataset: str, backend_name: str = "cpu", batch_s
     top1 = evaluate(model, splits.test, splits, T, backend.device, batch_size=batch_size)
     x, _ = next(iter(DataLoader(splits.test, batch_size=batch_size, shuffle=False)))
     x = encode_batch(x, splits.encoding, T).to(backend.device)
-    latency = [_latency(model, x[:, :1].contiguous(), backend, warmup, repeats)]
-    if x.shape[1] > 1:
-        latency.append(_latency(model, x, backend, warmup, repeats))
+    measured = measure_form(Form(DEPLOYED, model), x, MeasureSpec(warmup, repeats), backend)
+    latency = [_latency(measured.latency_b1, 1)] + ([_latency(measured.latency, measured.batch)] if
+                                                    measured.batch > 1 else [])
     return {"file": str(path), "file_bytes": path.stat().st_size, "model": loaded.record.get("model"),
             "dataset": dataset, "test_samples": len(splits.test), "timesteps": T, "backend": backend.name,
-            "top1": 100.0 * top1, "latency": latency, "resident_bytes": resident_bytes(model),
-            "kernels": layer_kernels(model)}
+            "top1": 100.0 * top1, "latency": latency, "resident_bytes": measured.resident_bytes,
+            "kernels": measured.kernels}
 
 
 def _summary(r: dict[str, Any]) -> str:
-    from tawq_core.bench.forms import kernel_summary
+    from tawq_core.pipeline.deployed import kernel_summary
 
     times = ", ".join(f"batch {t['batch_size']} {1e3 * t['median_s']:.3f} ms (p90 {1e3 * t['p90_s']:.3f})"
                       for t in r["latency"])

@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
-from tawq_core import pipeline
 from tawq_core.bench import load_preset, run_bench, runner
 from tawq_core.bench.config import from_mapping
 from tawq_core.nn.quantization import quantized_layers
+from tawq_core.pipeline import produced as pipeline
 from tawq_core.plugin_api.errors import ConfigError
 
 

@@ -12,9 +12,9 @@ import tawq_core
 from tawq_core.bench import load_preset
 from tawq_core.bench.aggregate import aggregate
 from tawq_core.bench.cells import measure
-from tawq_core.bench.forms import DEPLOYED, SPIKE_DRIVEN, TORCH_DENSE, forms
 from tawq_core.bench.notes import notes
 from tawq_core.bench.render import markdown_table
+from tawq_core.pipeline.deployed import DEPLOYED, SPIKE_DRIVEN, TORCH_DENSE, deployed_forms
 from tawq_core.plugin_api.errors import ConfigError
 from tawq_core.plugin_api.quantizer import QuantMode
 from tawq_core.plugin_api.registry import create
@@ -39,8 +39,8 @@ def _record(cfg, splits, model, quantizer, backend):
 
 def test_forms_of_fp32_and_quantized_models(setup):
     _, _, fp32, quantized, backend = setup
-    assert [f.name for f in forms(fp32, backend)] == [TORCH_DENSE, SPIKE_DRIVEN]
-    (deployed,) = forms(quantized, backend)
+    assert [f.name for f in deployed_forms(fp32, backend)] == [TORCH_DENSE, SPIKE_DRIVEN]
+    (deployed,) = deployed_forms(quantized, backend)
     assert deployed.name == DEPLOYED and not any(True for _ in tawq_core.quantized_layers(deployed.net))
 
 
@@ -51,7 +51,7 @@ def test_backend_without_deployed_kernels_times_the_eval_model_and_says_so(setup
         raise ConfigError("no deployed kernels here")
 
     monkeypatch.setattr(sys.modules["tawq_core.deploy"], "deploy", unavailable)  # the package, not the function
-    (form,) = forms(quantized, backend)
+    (form,) = deployed_forms(quantized, backend)
     assert form.name.startswith("fake-quant eval") and form.note == "no deployed kernels here"
 
 

@@ -75,7 +75,7 @@ def test_interrupted_run_resumes_without_recomputing(tiny_preset, tmp_path, monk
     assert not list(run_dir.rglob("*.tmp"))
     monkeypatch.setattr(cells, "measure", real_measure)
     trained = []
-    monkeypatch.setattr("tawq_core.pipeline.train", lambda *a, **k: trained.append(1) or _fail())
+    monkeypatch.setattr("tawq_core.pipeline.produced.train", lambda *a, **k: trained.append(1) or _fail())
     result = run_bench(cfg, tmp_path)  # the QAT model was checkpointed before the interrupt: no training
     assert result.cached == ["0/fp32/cpu"] and result.computed == ["0/tawq/cpu", "0/ptq8/cpu"]
     assert trained == []

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from tawq_core import pipeline
 from tawq_core.bench import fingerprint, load_preset, run_bench
+from tawq_core.pipeline import produced as pipeline
 
 
 @pytest.fixture

@@ -1,11 +1,11 @@
-"""What a matrix row times: the deployed form of its model, never the fake-quant training graph.
+"""Pipeline stage `deploy`: the runnable forms of a produced model on a backend, and what they ran.
 
-A quantized row is converted with `tawq_core.deploy` (packed weights only, addition-only kernels), so
-its latency and resident-memory columns show what quantization buys once a model runs. The fp32 row is
-timed twice: torch's dense eval (the reference every ratio is taken against, what users run today) and
-`tawq_core.deploy.spike_driven` (the same fp32 weights, accumulated only for active inputs), so a reader
-can tell what skipping silent inputs buys from what low bits buy. A backend without deployed kernels
-times the eval model instead and says so in the row's form.
+A quantized model runs as its deployed form (`tawq_core.deploy`: packed weights only, tawq's kernels), so
+what is timed is what quantization buys once a model runs, never the fake-quant training graph. The fp32
+model has two forms: torch's dense eval (the reference every ratio is taken against, what users run
+today) and `tawq_core.deploy.spike_driven` (the same fp32 weights, accumulated only for active inputs),
+so a reader can tell what skipping silent inputs buys from what low bits buy. A backend that cannot
+deploy gets the eval model instead, and the form says so.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tawq_core.nn.quantization import quantized_layers
 from tawq_core.plugin_api.backend import Backend
 from tawq_core.plugin_api.errors import TawqError
 
-#: form names: the fp32 reference, the fp32 spike-driven variant, a quantized row's deployed form
+#: form names: the fp32 reference, the fp32 spike-driven variant, a quantized model's deployed form
 TORCH_DENSE = "torch dense"
 SPIKE_DRIVEN = "spike-driven"
 DEPLOYED = "deployed"
@@ -34,7 +34,7 @@ FAKE_QUANT_KERNEL = "torch fake-quant eval"
 
 @dataclass(frozen=True)
 class Form:
-    """One runnable form of a row's model and how it was obtained."""
+    """One runnable form of a model and how it was obtained."""
 
     name: str
     net: nn.Module
@@ -43,6 +43,26 @@ class Form:
 
 def _eval_copy(model: nn.Module, device: torch.device) -> nn.Module:
     return copy.deepcopy(model).to(device).eval()
+
+
+def deployed_forms(model: nn.Module, backend: Backend) -> list[Form]:
+    """The forms to run `model` in on `backend`: [torch dense, spike-driven] for an unquantized model,
+    [deployed] for a quantized one (the eval model, with the reason, where deploying fails)."""
+    from tawq_core.deploy import deploy, spike_driven
+
+    quantized = any(True for _ in quantized_layers(model))
+    wanted = [(DEPLOYED, deploy)] if quantized else [(SPIKE_DRIVEN, spike_driven)]
+    found = [] if quantized else [Form(TORCH_DENSE, _eval_copy(model, backend.device))]
+    for name, convert in wanted:
+        try:
+            net = convert(model, backend=backend.name).to(backend.device).eval()
+            found.append(Form(name, net))
+        except TawqError as exc:
+            if not quantized:
+                continue  # the dense reference is already there; nothing else to stand in for
+            net = _eval_copy(model, backend.device)
+            found.append(Form(f"fake-quant eval ({DEPLOYED} unavailable)", net, note=str(exc)))
+    return found
 
 
 def layer_kernels(net: nn.Module) -> dict[str, str]:
@@ -58,28 +78,8 @@ def layer_kernels(net: nn.Module) -> dict[str, str]:
     return found
 
 
-def forms(model: nn.Module, backend: Backend) -> list[Form]:
-    """The forms to time for `model` on `backend`: [torch dense, spike-driven] for an unquantized model,
-    [deployed] for a quantized one."""
-    from tawq_core.deploy import deploy, spike_driven
-
-    quantized = any(True for _ in quantized_layers(model))
-    wanted = [(DEPLOYED, deploy)] if quantized else [(SPIKE_DRIVEN, spike_driven)]
-    found = [] if quantized else [Form(TORCH_DENSE, _eval_copy(model, backend.device))]
-    for name, convert in wanted:
-        try:
-            net = convert(model, backend=backend.name).to(backend.device).eval()
-            found.append(Form(name, net))
-        except TawqError as exc:
-            if not quantized:
-                continue  # the dense reference is already timed; nothing else to stand in for
-            net = _eval_copy(model, backend.device)
-            found.append(Form(f"fake-quant eval ({DEPLOYED} unavailable)", net, note=str(exc)))
-    return found
-
-
 def kernel_summary(kernels: dict[str, str]) -> str:
-    """``"3× bitplane-popcount, 2× torch dense fp32"``: how many layers ran each kernel."""
+    """``"3× cpu.fp32-gemm.bitplanes, 2× torch dense fp32"``: how many layers ran each kernel."""
     counts = Counter(kernels.values())
     return ", ".join(f"{n}× {kernel}" for kernel, n in counts.most_common()) or "no conv/linear layers"
 

@@ -1,11 +1,11 @@
-"""The experiment pipeline, written once: build -> quantize by policy -> calibrate -> train or fine-tune
-(distilling when the recipe says so) -> evaluate.
+"""Pipeline stages build -> quantize by policy -> calibrate -> train or fine-tune (distilling when the
+recipe says so) -> evaluate, and `produce`, the flow through them.
 
 `tawq train`, the bench (`tawq_core.bench.runner`) and benchmarks/accuracy_study.py all produce their
 models through `produce`, so a fix to how a model is started, quantized, calibrated, trained or scored
 reaches every one of them; they add only what is theirs (a checkpoint and summary, a cache and a
 matrix, a study table). Each stage is a function of typed inputs (the dataclasses below) to a typed
-output; the deployed form and its measurement are the bench's cells (`tawq_core.bench.cells`).
+output; the deploy and measure stages that follow are `tawq_core.pipeline.deployed` and `.measured`.
 
 How a model is produced depends only on its quantizer's mode: PTQ quantizes (a copy of) the trained fp32
 reference and calibrates it on the first training batches; QAT and unquantized models start from a fresh

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tawq_core import pipeline
 from tawq_core.nn.quantization import QuantPolicy, quantized_layers
 from tawq_core.pipeline import (
     Calibration,
@@ -20,6 +19,7 @@ from tawq_core.pipeline import (
     evaluate_model,
     produce,
 )
+from tawq_core.pipeline import produced as pipeline
 from tawq_core.plugin_api.errors import ConfigError
 from tawq_core.plugin_api.quantizer import QuantMode
 from tawq_core.plugin_api.registry import create
