@@ -50,7 +50,6 @@ from tawq_core.pipeline import (
 )
 
 VAL_FRACTION = 0.1
-QAT = ("tawq", "mtawq", "binary", "ternary")
 FINETUNES = ("finetune", "finetune-kd")  # both start from the fp32 checkpoint of the same seed
 
 
@@ -169,13 +168,18 @@ def evaluate_validation(model: torch.nn.Module, splits: Any, task: Task, seed: i
     return evaluate(model, val, splits.encoding, task.timesteps, device)
 
 
+def is_qat(quantizer: str) -> bool:
+    """Whether `quantizer` is trained (QAT) or calibrated (PTQ): its own mode, as the pipeline decides."""
+    return tawq_core.create("quantizer", quantizer).mode is tawq_core.QuantMode.QAT
+
+
 def plan(tasks: dict[str, Task], seeds: list[int], quantizers: list[str], inits: list[str]) -> list[Run]:
     runs = []
     for name in tasks:
         for seed in seeds:
             runs.append(Run(name, seed, "fp32", "fp32"))
             for q in quantizers:
-                if q in QAT:
+                if is_qat(q):
                     runs += [Run(name, seed, q, init) for init in inits]
                 else:
                     runs.append(Run(name, seed, q, "ptq"))
@@ -247,7 +251,7 @@ def summarize(outcomes: list[Outcome]) -> dict[str, Any]:
     rows.sort(key=lambda r: (r["task"], order.get(r["quantizer"], 9), r["init"]))
     defaults = {}
     for task in {r["task"] for r in rows}:
-        for q in QAT:
+        for q in sorted({r["quantizer"] for r in rows if r["task"] == task and r["init"] not in ("ptq", "fp32")}):
             candidates = [r for r in rows if r["task"] == task and r["quantizer"] == q]
             if candidates:  # higher mean validation accuracy wins; on a tie the cheaper fine-tuning
                 best = max(candidates, key=lambda r: (round(r["val"]["mean"], 6), r["init"] in FINETUNES))
