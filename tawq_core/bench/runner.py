@@ -26,6 +26,7 @@ from tawq_core.bench.leftovers import removed_if_unused
 from tawq_core.bench.provenance import provenance
 from tawq_core.bench.report import RESULTS_FORMAT, write_outputs
 from tawq_core.bench.store import CACHE_DIR, RunStore
+from tawq_core.jit import kernel_use
 from tawq_core.pipeline import Data, ModelSource, QatInit, Recipe, Runtime, evaluate_model, prepare, produce
 from tawq_core.plugin_api.backend import Backend
 from tawq_core.plugin_api.data import DatasetSplits, load_dataset
@@ -215,7 +216,8 @@ class Runner:
         model, _ = self.model_for(seed, quantizer)
         self.log(f"seed {seed} · {quantizer}: measuring on {backend.name}")
         measured = cells.measure(model, self.cfg, self.splits, backend)
-        record = {**base, **measured, "status": "ok", "hardware": self.hardware(backend), "provenance": prov}
+        record = {**base, **measured, "status": "ok", "hardware": self.hardware(backend),
+                  "provenance": {**prov, "kernels": kernel_use()}}
         record["energy"] = {**stage.get("energy", {}), **measured.get("energy", {})}
         self.store.put("cells", key, record)
         self.records[key] = record
@@ -293,6 +295,7 @@ class Runner:
         from tawq_core.bench.notes import notes
 
         cfg = self.cfg
+        prov = {**prov, "kernels": kernel_use()}  # which kernels ran (and why faster ones did not), so far
         results = {
             "format": RESULTS_FORMAT, "run_id": cfg.run_id, "config_hash": cfg.config_hash, "complete": complete,
             "config": {**cfg.hashed(), "name": cfg.name, "description": cfg.description},

@@ -41,6 +41,8 @@ def test_cli_run_files_resume_and_report(tiny_preset, tmp_path):
         assert record["config_hash"] == results["config_hash"]
         assert record["provenance"]["torch"] and record["provenance"]["plugins"]["quantizer:tawq"]
         assert record["latency"]["batch_median_s"] > 0
+    # which kernels ran is recorded after they ran: the deployed layers' product choice, tawq's neurons
+    assert {"cpu.int8-gemm", "neuron (numba, CPU)"} <= set(results["provenance"]["kernels"])
     before = _mtimes(run_dir)
 
     again = cli_in_process("bench", "--preset", tiny_preset, "--out", out)
