@@ -160,8 +160,9 @@ def spike_driven(model: nn.Module, backend: DeployBackend | str = "cpu") -> nn.M
 
 
 def kernels_used(module: nn.Module) -> dict[str, str]:
-    """Deployed layer name -> the path its last forward ran ("cpu.bitplane-popcount", "dense.exact",
-    "fallback.unpack-per-forward", ...; "not run yet" before any forward)."""
+    """Deployed layer name -> the path its last forward ran ("cpu.int8-gemm.bitplanes", "cpu.fp32-gemm.int8",
+    "cuda.triton-bitplane", "dense.exact", "fallback.unpack-per-forward", ...; "not run yet" before any
+    forward)."""
     return {name: m.last_kernel for name, m in module.named_modules() if isinstance(m, DeployedLayer)}
 
 
