@@ -51,14 +51,8 @@ def per_step(x: Tensor, step_rows: int, first_step: int, weights: Tensor, alpha:
              bias: Tensor | None, geometry: Geometry) -> Tensor:
     """``op(x_i, w_t) * alpha_t + bias`` per block i of `step_rows` rows, t = first_step + i (static weights:
     one block, t = 0)."""
-    temporal = weights.shape[0] > 1
-    if temporal and step_rows == 1 and x.shape[0] > 1 and geometry.padding_mode == "zeros":
-        steps = slice(first_step, first_step + x.shape[0])  # batch 1: one row per step, all steps at once
-        y = geometry.dense_steps(x, weights[steps])
-        if alpha is not None:
-            y = y * alpha[steps].reshape(*y.shape[:2], *([1] * (y.dim() - 2)))
-        return y if bias is None else y + bias.reshape(-1, *([1] * (y.dim() - 2)))
     outputs = []
+    temporal = weights.shape[0] > 1
     for i in range(x.shape[0] // step_rows if temporal else 1):
         t = first_step + i if temporal else 0
         rows = x[i * step_rows:(i + 1) * step_rows] if temporal else x

@@ -87,19 +87,6 @@ class Geometry:
                 padding = 0
             return conv(x, w, bias, self.stride, padding, self.dilation, self.groups)
 
-    def dense_steps(self, x: Tensor, w: Tensor) -> Tensor:
-        """Every weight step at once when each step has ONE row: ``x [T, *sample]`` with ``w [T, *weight]``
-        (the per-step ``[1, ...]`` convolutions would take torch's slow native path at batch 1; as one
-        grouped convolution, or one batched matmul, they take oneDNN's). Same integer sums, same result."""
-        steps = w.shape[0]
-        with exact_float32(x.device):
-            if self.kind is LayerKind.LINEAR:
-                return torch.bmm(x.unsqueeze(1), w.transpose(1, 2)).squeeze(1)
-            conv = F.conv1d if self.kind is LayerKind.CONV1D else F.conv2d
-            y = conv(x.reshape(1, -1, *x.shape[2:]), w.reshape(-1, *w.shape[2:]), None, self.stride, self.padding,
-                     self.dilation, self.groups * steps)
-            return y.reshape(steps, -1, *y.shape[2:])
-
     @property
     def kernel_padding(self) -> tuple[int, int] | None:
         """(pad_h, pad_w) when the kernels can pad (zeros, explicit ints), else None (dense path only)."""

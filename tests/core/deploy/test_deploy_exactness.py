@@ -85,9 +85,9 @@ def test_float32_gemm_choice_is_exact_too(quantizer, monkeypatch):
 
 
 @pytest.mark.parametrize("model_name", ["mlp", "sew-resnet-1d", "sew-resnet-2d", "spikingformer"])
-def test_batch_1_runs_all_weight_steps_as_one_product_exactly(model_name, monkeypatch):
-    """At batch 1 the T per-step products of the float32 path run as one grouped conv / batched matmul:
-    every deployed pre-activation still equals the fp32 reference."""
+def test_batch_1_on_the_float32_path_is_exact(model_name, monkeypatch):
+    """Batch 1 (one row per weight step) on the float32 path and the dense path: every deployed
+    pre-activation equals the fp32 reference."""
     from tawq_backends.kernels.gemm_choice import ENV, choice
 
     monkeypatch.setenv(ENV, "off")
