@@ -125,3 +125,21 @@ def test_single_step_mode_inside_stepwise_equals_multi_step():
         with tawq_core.stepwise(net):
             got = torch.stack([net(x[t]) for t in range(T)])
     torch.testing.assert_close(got, expected)
+
+
+def test_a_quantized_spikingjelly_model_deploys_and_loads_deployed(trained, tmp_path):
+    """No tawq skeleton: the quantized layers inside the user's spikingjelly net deploy in place, in memory and
+    from a packed file loaded into the user's own class, with the kernels named and logits unchanged."""
+    from tawq_core.deploy import deploy, kernels_used
+
+    model, _, _ = trained
+    x, _ = _task(6, seed=1)
+    tawq_core.export(model, "tawq", tmp_path / "sj.tawq")
+    with torch.no_grad():
+        expected = model(x)
+        for deployed in (deploy(model), tawq_core.load_packed(tmp_path / "sj.tawq", model=SJNet())):
+            got = deployed(x)
+            assert set(kernels_used(deployed)) == {"net.3.0", "net.5"}
+            assert all(k.startswith("cpu.") for k in kernels_used(deployed).values())
+            assert (got - expected).abs().max() <= 1e-4 * expected.abs().max()
+            assert torch.equal(got.argmax(1), expected.argmax(1))
