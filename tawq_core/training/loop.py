@@ -10,6 +10,7 @@ swapped, or one rebuilt from a checkpoint, trains like any other module (fine-tu
 
 from __future__ import annotations
 
+import gc
 import math
 import random
 import time
@@ -377,6 +378,9 @@ def train(model: nn.Module, splits: DatasetSplits, config: TrainConfig, device: 
                         [asdict(r) for r in history], time.perf_counter() - started)
     train_seconds = time.perf_counter() - started
     epochs_bar.close()
+    if net is not model:  # DDP holds reference cycles: free it now, while the process group still exists,
+        del net           # not at some later garbage collection after `distributed.shutdown` destroyed it
+        gc.collect()
 
     last = history[-1].eval_accuracy
     test_acc = last if eval_split == "test" and last is not None else evaluate(
