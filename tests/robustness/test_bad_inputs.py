@@ -11,10 +11,8 @@ docs/robustness.md lists each case with the message a user sees.
 
 from __future__ import annotations
 
-import errno
 import importlib.util
 import json
-import os
 import pathlib
 import shutil
 import sys
@@ -26,8 +24,7 @@ import torch
 from cli_helpers import InProcess, assert_one_line_error, cli_in_process
 from robustness_helpers import TINY_PRESET, assert_kept, file_hashes, run_many
 
-import tawq_core
-from tawq_core import ShapeError, create, quantize, save_checkpoint
+from tawq_core import create, save_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "plugins" / "datasets"))
 from dataset_writers import write_nmnist_bin, write_shd  # noqa: E402
@@ -352,74 +349,3 @@ def test_output_not_writable_bench(catalogue):
 def test_output_not_writable_train(catalogue):
     check(catalogue, "output-not-writable-train", "cannot create output folder", "a-file/run", "Not a directory",
           "--out")
-
-
-def test_disk_full_mid_bench_is_one_line_and_keeps_finished_cells(tiny_preset_file, tmp_path, monkeypatch, capsys):
-    """ENOSPC simulated in-process: once the first cell and results.json are written, every further write of
-    the run directory fails as a full disk would. Nothing written before may change, no temporary is left."""
-    from tawq_core import cli
-    from tawq_core.bench.runner import Runner
-
-    out = tmp_path / "results"
-    state: dict = {"full": False, "before": None}
-    real_write_text, real_write = pathlib.Path.write_text, Runner.write
-
-    def write_text(self, *args, **kwargs):
-        if state["full"] and out in self.parents:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_write_text(self, *args, **kwargs)
-
-    def write(self, *args, **kwargs):
-        result = real_write(self, *args, **kwargs)
-        if self.records and not state["full"]:  # the first cell is finished and listed: now the disk fills
-            state["full"], state["before"] = True, file_hashes(out)
-        return result
-
-    monkeypatch.setattr(pathlib.Path, "write_text", write_text)
-    monkeypatch.setattr(Runner, "write", write)
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["bench", "--preset", str(tiny_preset_file), "--quiet", "--out", str(out)])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "Traceback" not in err and len(err.splitlines()) == 1
-    for words in ("error: cannot write ", "(No space left on device); everything finished before is kept",
-                  "free some disk space or pass --out DIR on another disk", "re-run the same command to resume"):
-        assert words in err
-    assert_kept(out, state["before"])
-    (run_dir,) = (p for p in out.iterdir() if p.name != "cache")  # the cache is shared by every run
-    assert [r["quantizer"] for r in json.loads((run_dir / "results.json").read_text())["records"]] == ["fp32"]
-    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
-
-
-# -- Ctrl-C -------------------------------------------------------------------------------------------------
-@pytest.mark.slow
-def test_sigint_in_the_middle_of_a_bench(bench_runs):
-    """The SIGINT run of the interruption tests (tests/robustness/test_interruption.py resumes it)."""
-    run = bench_runs.sigint
-    assert run.returncode == 130 and "Traceback" not in run.stderr
-    (line,) = run.stderr.splitlines()
-    assert line.startswith("interrupted: ") and "cell(s) finished in this run are saved under " in line
-    assert str(run.run_dir) in line and line.endswith("; re-run the same command to resume")
-
-
-# -- tensors handed to the API ------------------------------------------------------------------------------
-def test_wrong_layout_is_a_shape_error_saying_what_is_expected():
-    model = create("model", "mlp", num_classes=10, sample_shape=(1, 8, 8), hidden=[16])
-    for shape in [(4, 1, 8, 8), (2, 4, 8, 8, 1), (2, 4, 64)]:  # no T axis, channels last, flattened
-        with pytest.raises(ShapeError, match=r"model 'mlp' expects \[T, B, 1, 8, 8\], got .*time-major"):
-            model(torch.zeros(shape))
-
-
-def test_timesteps_that_do_not_match_a_temporal_quantizer_are_a_shape_error():
-    """Folded [T*B, ...] input cannot tell T from B: T=2 x B=4 would silently run as T=4 x B=2."""
-    model = create("model", "sew-resnet", num_classes=10, sample_shape=(1, 40), layers=[1, 1, 1], width=8)
-    quantize(model, "tawq", timesteps=4)
-    assert model(torch.zeros(4, 2, 1, 40)).shape == (2, 10)
-    with pytest.raises(ShapeError, match=r"T=2 timesteps, but .* quantized with tawq for T=4.*set_timesteps"):
-        model(torch.zeros(2, 4, 1, 40))
-    splits = create("dataset", "digits")
-    mlp = create("model", "mlp", num_classes=10, sample_shape=(1, 8, 8), hidden=[16, 16])
-    quantize(mlp, "tawq", timesteps=4)
-    with pytest.raises(ShapeError, match="T=2 timesteps"):
-        tawq_core.evaluate(mlp, splits.test, splits, timesteps=2)
-    tawq_core.set_timesteps(mlp, 2)
-    assert 0.0 <= tawq_core.evaluate(mlp, splits.test, splits, timesteps=2) <= 1.0

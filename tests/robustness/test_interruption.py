@@ -81,3 +81,12 @@ def test_resumed_results_equal_the_uninterrupted_run(bench_runs, resumed, how):
     assert list(reference) == ["fp32", "tawq", "ptq8"]
     assert _results_that_must_match(resumed[how].results()) == reference
     assert resumed[how].run_dir.name == bench_runs.reference.run_dir.name  # same config hash
+
+
+def test_sigint_in_the_middle_of_a_bench(bench_runs):
+    """The SIGINT run, before it is resumed: exit 130, one line saying what was saved and how to resume."""
+    run = bench_runs.sigint
+    assert run.returncode == 130 and "Traceback" not in run.stderr
+    (line,) = run.stderr.splitlines()
+    assert line.startswith("interrupted: ") and "cell(s) finished in this run are saved under " in line
+    assert str(run.run_dir) in line and line.endswith("; re-run the same command to resume")
