@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from tawq_core.deploy.forms import int8_valued
+
 try:
     import triton
     import triton.language as tl
@@ -64,13 +66,6 @@ if not UNAVAILABLE:
         tl.store(out_ptr + rm[:, None] * cols + rn[None, :], y, mask=(rm[:, None] < rows) & (rn[None, :] < cols))
 
 
-def int8_rows(x: Tensor) -> Tensor | None:
-    """float ``x`` as int8 when every value is an integer in [-128, 127] (spikes, spike counts), else None."""
-    if not bool(((x == torch.round(x)) & (x.abs() <= 127)).all()):
-        return None
-    return x.to(torch.int8)
-
-
 def matmul(x8: Tensor, signs: Tensor, mags: Tensor, alpha: Tensor, bias: Tensor | None) -> Tensor:
     """int8 rows ``[M, K]`` times the bit-plane weights ``signs [Co, words]``, ``mags [levels, Co, words]``:
     float32 ``[M, Co]``, scaled by ``alpha [Co]`` (+ ``bias``)."""
@@ -94,9 +89,9 @@ def conv(x: Tensor, geometry: tuple[int, ...], padding: tuple[int, int], step_ro
     n, channels, height, width = x.shape
     out_h = (height + 2 * padding[0] - dh * (kh - 1) - 1) // sh + 1
     out_w = (width + 2 * padding[1] - dw * (kw - 1) - 1) // sw + 1
-    x8 = int8_rows(x)
-    if x8 is None:
+    if not int8_valued(x):
         return None
+    x8 = x.to(torch.int8)
     # unfold in float16 (exact for |v| <= 2048, half the traffic of float32), rows = output positions
     cols = F.unfold(x8.to(torch.float16 if x.is_cuda else torch.float32), (kh, kw), (dh, dw), padding, (sh, sw))
     cols = cols.to(torch.int8).transpose(1, 2)  # [N, Ho·Wo, C·kh·kw]

@@ -47,6 +47,12 @@ def _int8_gemm_chosen() -> bool:
     return use_kernel("cpu.int8-gemm", "" if made.int8 else f"float32 GEMM is faster here ({made.why})")
 
 
+def int8_valued(x: Tensor) -> bool:
+    """Whether every value of `x` is an integer in int8 range (spikes, spike counts): the input the integer
+    kernels take; anything else runs the dense path and is reported as such."""
+    return bool(((x == torch.round(x)) & (x.abs() <= 127)).all())
+
+
 def per_step(x: Tensor, step_rows: int, first_step: int, weights: Tensor, alpha: Tensor | None,
              bias: Tensor | None, geometry: Geometry) -> Tensor:
     """``op(x_i, w_t) * alpha_t + bias`` per block i of `step_rows` rows, t = first_step + i (static weights:
@@ -122,10 +128,8 @@ class IntegerForm(WeightForm):
                                      step_rows, first_step, self.steps, self.step_planes, self.alpha, bias)
             if y is not None:
                 return geometry.from_2d(y).to(x.dtype), triton_bitplane.KERNEL
-        if self.kernel_ready(x, geometry) and not _int8_gemm_chosen():
-            iw = self.integer_weights(geometry)  # float32 GEMM on integer weights: exact, and faster here
-            return per_step(x, step_rows, first_step, iw.q.to(x), iw.alpha, bias, geometry), self.fp32_kernel
-        if self.kernel_ready(x, geometry):
+        path = DENSE
+        if self.kernel_ready(x, geometry) and _int8_gemm_chosen():
             from tawq_backends.kernels import int8_gemm
 
             x2 = geometry.as_2d(x)
@@ -139,8 +143,10 @@ class IntegerForm(WeightForm):
                 y = int8_gemm.conv(x8, geometry.kernel_geometry, step_rows, first_step, self.steps,
                                    self.step_weights, self.alpha, bias)
                 return geometry.from_2d(y), self.kernel
+        elif self.kernel_ready(x, geometry) and int8_valued(x):
+            path = self.fp32_kernel  # spikes or counts, through float32 GEMM: the faster product here
         iw = self.integer_weights(geometry)
-        return per_step(x, step_rows, first_step, iw.q.to(x), iw.alpha.to(x), bias, geometry), DENSE
+        return per_step(x, step_rows, first_step, iw.q.to(x), iw.alpha.to(x), bias, geometry), path
 
 
 class BitPlanes(IntegerForm):

@@ -33,11 +33,17 @@ def _deployed(kind: str, quantizer: str) -> tuple[nn.Module, nn.Module]:
     return fake_quant, deploy_packed_layer(fake_quant, fake_quant.pack(), fake_quant.quantizer)
 
 
+@pytest.mark.parametrize("gemm", ["int8", "fp32"])
 @pytest.mark.parametrize("quantizer", ["tawq", "mtawq", "ternary", "ptq8"])
 @pytest.mark.parametrize("kind", list(LAYERS))
-def test_geometry_and_inputs_are_exact(kind, quantizer):
+def test_geometry_and_inputs_are_exact(kind, quantizer, gemm, monkeypatch):
+    """Both integer products (`gemm_choice`): spikes and counts run them, analog input the dense path."""
+    from tawq_backends.kernels.gemm_choice import ENV, choice
+
+    monkeypatch.setenv(ENV, "on" if gemm == "int8" else "off")
+    choice.cache_clear()
     fake_quant, layer = _deployed(kind, quantizer)
-    kernel = "cpu.int8-gemm.int8" if quantizer == "ptq8" else "cpu.int8-gemm.bitplanes"
+    kernel = f"cpu.{gemm}-gemm." + ("int8" if quantizer == "ptq8" else "bitplanes")
     shape = (T, B, *SAMPLES[kind])
     inputs = {"spikes": (torch.rand(shape) < 0.2).float(), "counts": torch.randint(0, 6, shape).float(),
               "analog": torch.randn(shape)}
