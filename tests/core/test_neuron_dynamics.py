@@ -33,20 +33,18 @@ def _eager(neuron, x, tmp_path):
     return dynamics._run(neuron.dynamics, x, neuron.leak_constant(), keep_h=False)[0]
 
 
-def _numba(neuron, x, tmp_path):
-    why = cpu_fused.unsupported(neuron.dynamics, x)
-    if why:
-        pytest.skip(why)
-    with torch.no_grad():
-        return cpu_fused.run(neuron.dynamics, x, neuron.leak_constant(), keep_h=False)[0]
+def _fused(kernels):
+    """A fused kernel module (numba `cpu_fused`, Triton `fused`), skipped where it cannot run this input."""
+    def run(neuron, x, tmp_path):
+        why = kernels.unsupported(neuron.dynamics, x)
+        if why:
+            pytest.skip(why)
+        with torch.no_grad():
+            return kernels.run(neuron.dynamics, x, neuron.leak_constant(), keep_h=False)[0]
+    return run
 
 
-def _triton(neuron, x, tmp_path):
-    why = fused.unsupported(neuron.dynamics, x)
-    if why:
-        pytest.skip(why)
-    with torch.no_grad():
-        return fused.run(neuron.dynamics, x, neuron.leak_constant(), keep_h=False)[0]
+_numba, _triton = _fused(cpu_fused), _fused(fused)
 
 
 def _module(neuron, x, tmp_path):
