@@ -37,7 +37,8 @@ def _deployed(kind: str, quantizer: str) -> tuple[nn.Module, nn.Module]:
 @pytest.mark.parametrize("quantizer", ["tawq", "mtawq", "ternary", "ptq8"])
 @pytest.mark.parametrize("kind", list(LAYERS))
 def test_geometry_and_inputs_are_exact(kind, quantizer, gemm, monkeypatch):
-    """Both integer products (`gemm_choice`): spikes and counts run them, analog input the dense path."""
+    """Both integer products (`gemm_choice`): spikes and counts run them; analog input the dense path, which on
+    the float32 product is that same op (so it keeps that name)."""
     from tawq_backends.kernels.gemm_choice import ENV, choice
 
     monkeypatch.setenv(ENV, "on" if gemm == "int8" else "off")
@@ -51,7 +52,7 @@ def test_geometry_and_inputs_are_exact(kind, quantizer, gemm, monkeypatch):
         with torch.no_grad():
             y = layer(x)
         assert torch.equal(y, reference(fake_quant, x)), label
-        assert layer.last_kernel == (kernel if label != "analog" else "dense.exact"), label
+        assert layer.last_kernel == (kernel if label != "analog" or gemm == "fp32" else "dense.exact"), label
         assert (y - fake_quant(x)).abs().max() <= 1e-5 * max(1.0, float(y.abs().max()))
 
 
