@@ -22,8 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tawq_core.deploy.forms import int8_valued
-
 try:
     import triton
     import triton.language as tl
@@ -64,6 +62,12 @@ if not UNAVAILABLE:
         if HAS_BIAS:
             y = y + tl.load(bias_ptr + rn, mask=rn < cols, other=0.0)[None, :]
         tl.store(out_ptr + rm[:, None] * cols + rn[None, :], y, mask=(rm[:, None] < rows) & (rn[None, :] < cols))
+
+
+def int8_valued(x: Tensor) -> bool:
+    """Whether every value of `x` is an integer in int8 range (spikes, spike counts): the input the integer
+    kernels take. An int8 round trip changes any other value (NaN included), so one comparison decides."""
+    return torch.equal(x, x.to(torch.int8).to(x.dtype))
 
 
 def matmul(x8: Tensor, signs: Tensor, mags: Tensor, alpha: Tensor, bias: Tensor | None) -> Tensor:

@@ -47,12 +47,6 @@ def _int8_gemm_chosen() -> bool:
     return use_kernel("cpu.int8-gemm", "" if made.int8 else f"float32 GEMM is faster here ({made.why})")
 
 
-def int8_valued(x: Tensor) -> bool:
-    """Whether every value of `x` is an integer in int8 range (spikes, spike counts): the input the integer
-    kernels take. An int8 round trip changes any other value (NaN included), so one comparison decides."""
-    return torch.equal(x, x.to(torch.int8).to(x.dtype))
-
-
 def per_step(x: Tensor, step_rows: int, first_step: int, weights: Tensor, alpha: Tensor | None,
              bias: Tensor | None, geometry: Geometry) -> Tensor:
     """``op(x_i, w_t) * alpha_t + bias`` per block i of `step_rows` rows, t = first_step + i (static weights:
